@@ -1,0 +1,1 @@
+from zoo.models import allconv, resnet  # noqa: F401
