@@ -1,5 +1,27 @@
-"""zoo: exact All-CNN, ResNet, SqueezeNet, FishNet and VGG builders with switchable downsampling."""
-from zoo.registry import build, get_entry, list_models, resolve_plan, sites
+"""zoo: exact All-CNN, ResNet, SqueezeNet, FishNet and VGG builders with switchable downsampling.
+
+>>> import zoo
+>>> model = zoo.build("all_cnn_c", downsample="max")   # = ConvPool-CNN-C
+>>> zoo.list_models("resnet*")
+
+Attributes load lazily so that ``zoo --help`` and ``import zoo.cli`` do not start TensorFlow.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["build", "get_entry", "list_models", "resolve_plan", "sites", "__version__"]
+
+_EXPORTS = {
+    "build": "zoo.registry", "list_models": "zoo.registry", "get_entry": "zoo.registry",
+    "resolve_plan": "zoo.registry", "sites": "zoo.registry",
+    "count_flops": "zoo.flops", "count_params": "zoo.flops", "ZooError": "zoo.errors",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")

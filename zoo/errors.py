@@ -22,7 +22,7 @@ def unknown(kind: str, word: object, candidates: Iterable[str], hint: str = "") 
     if near:
         msg += f" Did you mean {', '.join(repr(n) for n in near)}?"
     shown = ", ".join(candidates[:40]) + (" ..." if len(candidates) > 40 else "")
-    msg += f" Valid {kind}s: {shown}."
+    msg += f" Valid: {shown}."
     if hint:
         msg += f" {hint}"
     return ZooError(msg)

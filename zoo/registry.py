@@ -214,13 +214,21 @@ def _check_input_size(entry: ModelEntry, shape: tuple, plan: SitePlan) -> None:
     for size in shape[:2]:
         if size is None:
             continue
-        if size < need or (fam.divisible and size % stride):
-            rule = f"a multiple of {stride}" if fam.divisible else f"at least {need}"
+        remedy = ("remove downsampling (downsample={'<site>': 'none'}, output_stride"
+                  + (", stem='cifar'" if "stem" in _family_parameters(fam) else "") + ")")
+        if size < need:
+            rule = f"a multiple of {stride}, at least {need}" if fam.divisible else f"at least {need}"
             raise ZooError(
                 f"input {shape[0]}x{shape[1]} is too small for {entry.name}: its downsampling sites reduce by "
                 f"{stride}, so each side must be {rule} (default {entry.input_shape[0]}x{entry.input_shape[1]}). "
-                f"Use a larger input_shape, or remove downsampling (downsample={{'<site>': 'none'}}, output_stride"
-                + (", stem='cifar'" if "stem" in _family_parameters(fam) else "") + ")."
+                f"Use a larger input_shape, or {remedy}."
+            )
+        if fam.divisible and size % stride:
+            lower, upper = max(need, size - size % stride), size - size % stride + stride
+            raise ZooError(
+                f"input {shape[0]}x{shape[1]} does not fit {entry.name}: it concatenates feature maps of different "
+                f"resolutions, so each side must be a multiple of its total stride {stride} (e.g. {lower} or "
+                f"{upper} instead of {size}). Resize or crop the input, or {remedy}."
             )
 
 
@@ -277,7 +285,9 @@ def _assemble(entry: ModelEntry, opts: CommonOptions, inputs, trunk: Trunk) -> k
         dropout = trunk.default_dropout if opts.dropout is None else opts.dropout
         x = trunk.head(x, opts.num_classes, dropout)
         if opts.classifier_activation:
-            x = layers.Activation(opts.classifier_activation, name="predictions")(x)
+            last = getattr(getattr(x, "_keras_history", None), "operation", None)  # a head may own the name
+            act_name = "predictions_activation" if getattr(last, "name", None) == "predictions" else "predictions"
+            x = layers.Activation(opts.classifier_activation, name=act_name)(x)
     elif opts.pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif opts.pooling == "max":

@@ -9,6 +9,10 @@ A *site* is a place where an architecture halves the resolution. Two kinds exist
 - a **shortcut site** (``role="shortcut"``): the skip path of a residual unit that must follow the
   resolution of its main path (``follows`` names the main site).
 
+A pool or conv site may also ``follow`` another: a *mirror* site downsamples again what an
+up-sampling undid (FishNet's head pools mirror its tail pools, so their outputs concatenate). Like
+a shortcut it is ``none`` exactly when its main site is, and it adds nothing to the total stride.
+
 Every site accepts the same choices (:data:`CHOICES`). At a conv site a pooling choice keeps the
 convolution at stride 1 and pools after it, so ``all_cnn_c`` with ``"max"`` is ConvPool-CNN-C
 (Springenberg et al. 2015, §3.1) and ``strided_cnn_c`` with ``"max"`` is Model C. At a pool site
@@ -84,7 +88,7 @@ class Choice:
         if text.startswith("blur") and text[4:].isdigit():
             return cls.parse({"type": "blur", "filter_size": int(text[4:])}, where)
         if text not in CHOICES:
-            raise unknown("downsampling choice", spec, CHOICES, hint=f"(at{where or ' this site'})")
+            raise unknown("downsampling choice" + where, spec, CHOICES)
         return cls(text)
 
     def __str__(self) -> str:
@@ -100,7 +104,12 @@ class Site:
     default: str
     doc: str = ""
     stride: int = 2
-    follows: str | None = None  # shortcut sites: the main-path site whose resolution they follow
+    follows: str | None = None  # shortcut and mirror sites: the site whose resolution they follow
+
+    @property
+    def cumulative(self) -> bool:
+        """Whether this site adds to the network's total reduction (shortcut and mirror sites do not)."""
+        return self.role != "shortcut" and self.follows is None
 
 
 def sites_table(sites: Sequence[Site], choices: Mapping[str, Choice] | None = None) -> list[dict[str, str]]:
@@ -149,7 +158,7 @@ def resolve_choices(
 
 
 def _align_shortcuts(sites: Sequence[Site], resolved: dict[str, Choice], explicit: set[str], model: str) -> dict[str, Choice]:
-    """Shortcut sites go to ``none`` exactly when their main site does."""
+    """Shortcut and mirror sites go to ``none`` exactly when their main site does."""
     for s in sites:
         if s.follows is None:
             continue
@@ -160,7 +169,7 @@ def _align_shortcuts(sites: Sequence[Site], resolved: dict[str, Choice], explici
             if s.name in explicit:
                 raise ZooError(
                     f"site {s.name!r} of {model} cannot be 'none' while {s.follows!r} downsamples "
-                    f"({resolved[s.follows]}): the shortcut must match the main path's resolution."
+                    f"({resolved[s.follows]}): it must follow that site's resolution ({s.doc or s.role})."
                 )
             resolved[s.name] = Choice.parse(s.default)
     return resolved
@@ -188,7 +197,7 @@ class SitePlan:
                model: str = "this model") -> "SitePlan":
         choices = resolve_choices(sites, downsample, model)
         if output_stride is not None:
-            full = math.prod(s.stride for s in sites if s.role != "shortcut" and choices[s.name].kind != "none")
+            full = math.prod(s.stride for s in sites if s.cumulative and choices[s.name].kind != "none")
             valid = [2 ** k for k in range(0, int(math.log2(max(full, 1))) + 1)]
             if not isinstance(output_stride, int) or output_stride not in valid:
                 raise ZooError(
@@ -202,7 +211,7 @@ class SitePlan:
         """The reduction of the whole network once every site is taken as planned."""
         stride, limit = 1, self.output_stride or 10**9
         for s in self.sites:
-            if s.role != "shortcut" and self.choices[s.name].kind != "none" and stride * s.stride <= limit:
+            if s.cumulative and self.choices[s.name].kind != "none" and stride * s.stride <= limit:
                 stride *= s.stride
         return stride
 
@@ -211,7 +220,7 @@ class SitePlan:
         site = next((s for s in self.sites if s.name == name), None)
         if site is None:  # a builder bug, not a user error
             raise KeyError(f"site {name!r} was not declared; declared: {[s.name for s in self.sites]}")
-        if site.role == "shortcut":
+        if not site.cumulative:  # shortcut or mirror: none exactly when its main site was taken as none
             choice = self.taken.get(site.follows, Choice("none"))
             choice = Choice("none") if choice.kind == "none" else self.choices[name]
             self.taken[name] = choice
@@ -242,21 +251,27 @@ def out_size(size: int | None, kernel: int, stride: int, pad: int | str) -> int 
     return (size + 2 * int(pad) - kernel) // stride + 1
 
 
-def pads_for(size: int | None, kernel: int, stride: int, target: int | None) -> tuple[int, int]:
+def pads_for(size: int | None, kernel: int, stride: int, target: int | None,
+             prefer: int | str | None = None) -> tuple[int, int]:
     """Padding (before, after) so a ``kernel``/``stride`` window op yields ``target``.
 
-    Symmetric ``(k-1)//2`` when that hits the target (PyTorch's convention), otherwise the extra
-    row goes after (PyTorch ceil_mode / TF "same"). Raises if the target cannot be reached.
+    ``prefer`` is the published padding: a symmetric int, or ``"ceil"`` (PyTorch ceil_mode: nothing
+    before, the rest after). It is used when it reaches the target; otherwise (a replacement op of
+    another kernel size) symmetric ``(k-1)//2`` if that reaches it, else the extra row goes after.
     """
-    sym = (kernel - 1) // 2
-    if size is None or target is None or out_size(size, kernel, stride, sym) == target:
-        return sym, sym
+    sym = (kernel - 1) // 2 if prefer is None or prefer == "ceil" else int(prefer)
+    if size is None or target is None:
+        return (0, 0) if prefer == "ceil" else (sym, sym)
     total = (target - 1) * stride + kernel - size
+    if prefer == "ceil" and total >= 0 and out_size(size, kernel, stride, "ceil") == target:
+        return 0, total
+    if out_size(size, kernel, stride, sym) == target:
+        return sym, sym
     if total < 0:
-        total = 0
         if out_size(size, kernel, stride, 0) != target:
             raise ZooError(f"cannot downsample {size} px to {target} px with a {kernel}x{kernel}/{stride} window.")
-    before = min(total // 2, sym)
+        return 0, 0
+    before = min(total // 2, (kernel - 1) // 2)
     return before, total - before
 
 
@@ -270,8 +285,8 @@ def _spatial(x) -> int | None:
     return x.shape[1]
 
 
-def _pool(x, kind: str, kernel: int, stride: int, target: int | None, name: str):
-    pads = pads_for(_spatial(x), kernel, stride, target)
+def _pool(x, kind: str, kernel: int, stride: int, target: int | None, name: str, prefer: int | str | None = None):
+    pads = pads_for(_spatial(x), kernel, stride, target, prefer)
     x = _pad(x, pads, f"{name}_pad")
     cls = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
     return cls(kernel, strides=stride, padding="valid", name=f"{name}_{kind}pool")(x)
@@ -284,7 +299,10 @@ def _blur(x, choice: Choice, stride: int, target: int | None, name: str):
 
 def _space_to_depth(x, stride: int, target: int | None, name: str):
     size = _spatial(x)
-    if size is not None and size % stride:
+    if size is not None and size % stride and target == size // stride:  # the published op rounds down
+        x = layers.Cropping2D(((0, size % stride), (0, size % stride)), name=f"{name}_s2d_crop")(x)
+        size -= size % stride
+    elif size is not None and size % stride:
         x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_s2d_pad")(x)
         size += 1
     if size is not None and target is not None and size // stride != target:
@@ -312,7 +330,7 @@ def pool_site(
     target = out_size(_spatial(x), kernel, stride, pad)
     channels = x.shape[-1]
     if choice.kind in ("max", "avg"):
-        return _pool(x, choice.kind, kernel, stride, target, name)
+        return _pool(x, choice.kind, kernel, stride, target, name, prefer=pad)
     if choice.kind == "blur":
         x = layers.MaxPooling2D(2, strides=1, padding="same", name=f"{name}_maxpool_s1")(x)
         return _blur(x, choice, stride, target, name)
@@ -342,6 +360,9 @@ def conv_site(
     ``pad`` is its published symmetric padding (default ``(kernel-1)//2``). Pooling choices run the
     convolution at stride 1 and pool after it with a ``pool_kernel`` window; ``s2d`` runs it at
     stride 1 on the space-to-depth input (SPD-Conv); ``none`` runs it at stride 1, size-preserving.
+    With another ``pad`` (SqueezeNet's unpadded conv1) the stride-1 convolution of the pooling
+    choices keeps that padding and the one after ``s2d`` is padded to the site's output size, so
+    every choice still gives the published size.
     """
     size = _spatial(x)
     pad = (kernel - 1) // 2 if pad is None else pad
@@ -352,10 +373,22 @@ def conv_site(
     if choice.kind == "conv":
         x = _pad(x, (pad, pad), f"{name}_pad")
         return conv_fn(x, strides=stride, padding="valid", name=name)
-    if choice.kind == "s2d":
+    if pad != (kernel - 1) // 2 and size is not None:  # not "same" at stride 1: pad explicitly
+        span = dilation * (kernel - 1) + 1
+        if choice.kind == "s2d":
+            x = _space_to_depth(x, stride, None, name)
+            want = target
+        else:
+            want = size + 2 * pad - kernel + 1
+        x = _pad(x, pads_for(_spatial(x), span, 1, want), f"{name}_pad")
+        y = conv_fn(x, name=name, strides=1, padding="valid", dilation_rate=dilation)
+        if choice.kind == "s2d":
+            return y
+    elif choice.kind == "s2d":
         x = _space_to_depth(x, stride, target, name)
         return conv_fn(x, name=name, **same)
-    y = conv_fn(x, name=name, **same)
+    else:
+        y = conv_fn(x, name=name, **same)
     if choice.kind in ("max", "avg"):
         return _pool(y, choice.kind, pool_kernel, stride, target, name)
     if choice.kind == "blur":

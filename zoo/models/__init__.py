@@ -1,1 +1,1 @@
-from zoo.models import allconv, resnet  # noqa: F401
+from zoo.models import allconv, fishnet, resnet, squeezenet, vgg  # noqa: F401

@@ -73,8 +73,10 @@ def _cbr(x, *, filters: int, kernel_size: int, strides: int = 1, padding: str = 
 
 
 def _stem(x, cfg: ResNetConfig, plan: SitePlan, stem: str, layout: Layout):
+    """The stem; returns its output before and after the stem pool (timm's first feature is the former)."""
     if cfg.kind == "cifar":
-        return _cbr(x, filters=16, kernel_size=3, layout=layout, name="stem")
+        x = _cbr(x, filters=16, kernel_size=3, layout=layout, name="stem")
+        return (x, plan.reduction), x
     choice, dilation = plan.take("stem")
     if stem == "deep":  # ResNet-C, He et al. 2019 §4.1
         x = conv_site(x, choice, conv_fn=partial(_cbr, filters=32, kernel_size=3, layout=layout), kernel=3,
@@ -84,8 +86,9 @@ def _stem(x, cfg: ResNetConfig, plan: SitePlan, stem: str, layout: Layout):
     else:
         x = conv_site(x, choice, conv_fn=partial(_cbr, filters=64, kernel_size=7, layout=layout), kernel=7,
                       name="stem", dilation=dilation)
+    reduction, before_pool = plan.reduction, x
     choice, _ = plan.take("stem_pool")
-    return pool_site(x, choice, conv_fn=partial(_cbr, layout=layout), kernel=3, stride=2, pad=1, name="stem_pool")
+    return (before_pool, reduction), pool_site(x, choice, conv_fn=partial(_cbr, layout=layout), kernel=3, stride=2, pad=1, name="stem_pool")
 
 
 def _projection(x, *, filters: int, layout: Layout, strides: int = 1, name: str):
@@ -162,8 +165,8 @@ def resnet_trunk(inputs, cfg: ResNetConfig, plan: SitePlan, *, stem: Literal["cl
                  bn_epsilon=KERAS_BN_EPSILON if layout == "keras" else 1e-5,
                  shortcut=shortcut or ("A" if cfg.kind == "cifar" else "B"))
     block = _basic if cfg.block == "basic" else _bottleneck
-    x = _stem(inputs, cfg, plan, stem, lay)
-    features = [Feature("stem", x, plan.reduction)]
+    (stem_out, stem_reduction), x = _stem(inputs, cfg, plan, stem, lay)
+    features = [Feature("stem", stem_out, stem_reduction)]
     first = _first_stage(cfg)
     for s, (n, width) in enumerate(zip(cfg.layers, cfg.widths)):
         stage = first + s

@@ -1,0 +1,132 @@
+"""The ``zoo`` command. Every subcommand is a thin call into a function users can import."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from zoo.errors import ZooError
+
+console = Console()
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["num_classes=10", "downsample={stage*: max}"]`` → dict, values parsed as YAML."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ZooError(f"option {pair!r} must look like key=value (values are YAML: 10, max, '{{stage3: avg}}').")
+        options[key.strip()] = yaml.safe_load(value)
+    for key in ("input_shape", "out_indices"):
+        if isinstance(options.get(key), list):
+            options[key] = tuple(options[key])
+    return options
+
+
+def _fmt_params(n: Any) -> str:
+    return f"{n:,}" if isinstance(n, int) else "–"
+
+
+def _fmt_gflops(g: Any) -> str:
+    return f"{g:.2f}" if isinstance(g, (int, float)) else "–"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from zoo.flops import count_flops, count_params
+    from zoo.registry import build, get_entry, list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise ZooError(f"no model matches {args.pattern!r}; `zoo list` shows them all.")
+    table = Table("name", "family", "params", "GFLOPs", "input", title=None if args.measure else
+                  "published params and GFLOPs (multiply-adds); --measure builds each model and counts")
+    for name in names:
+        entry = get_entry(name)
+        params, gflops = entry.published.get("params"), entry.published.get("gflops")
+        if args.measure:
+            model = build(name)
+            params, gflops = count_params(model), count_flops(model) / 1e9
+        table.add_row(name, entry.family.name, _fmt_params(params), _fmt_gflops(gflops),
+                      "x".join(str(d) for d in entry.input_shape))
+    console.print(table)
+    return 0
+
+
+def model_info(name: str, **options: Any) -> dict[str, Any]:
+    """Params, FLOPs, input size and downsampling sites (with their current choice) of a build."""
+    from zoo.flops import count_flops, count_params
+    from zoo.registry import build, get_entry
+
+    entry = get_entry(name)
+    model = build(name, **options)
+    return {
+        "name": entry.name, "family": entry.family.name, "description": entry.description,
+        "paper": entry.family.paper, "input_shape": list(model.input.shape[1:]),
+        "output_shape": [list(t.shape[1:]) for t in model.outputs],
+        "params": count_params(model), "flops": count_flops(model),
+        "sites": model.zoo_sites, "published": dict(entry.published), "options": options,
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = model_info(args.name, **parse_options(args.option))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    console.print(f"[bold]{info['name']}[/bold] ({info['family']}): {info['description']}")
+    console.print(f"paper: {info['paper']}")
+    console.print(f"input {info['input_shape']} → output {info['output_shape']}")
+    console.print(f"trainable params {info['params']:,}   FLOPs (multiply-adds) {info['flops'] / 1e9:.3f} G")
+    if info["published"]:
+        console.print("published: " + ", ".join(f"{k}={v}" for k, v in info["published"].items()))
+    table = Table("site", "role", "published", "choice", "where", title="downsampling sites")
+    for row in info["sites"]:
+        style = "" if row["choice"] == row["default"] else "bold yellow"
+        table.add_row(row["site"], row["role"], row["default"], f"[{style}]{row['choice']}[/]" if style else row["choice"],
+                      row["doc"])
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="registered models: name, family, params, FLOPs, input size")
+    p.add_argument("pattern", nargs="?", help="glob or substring, e.g. 'resnet*' or cnn_c")
+    p.add_argument("--measure", action="store_true", help="build every model and count params/FLOPs")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="params, FLOPs, input size and downsampling sites of a model")
+    p.add_argument("name")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="build option, YAML value: -o downsample=max -o 'downsample={stage3: blur}'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ZooError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
