@@ -14,8 +14,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "build": "zoo.registry", "list_models": "zoo.registry", "get_entry": "zoo.registry",
+    "build": "zoo.weights.registry", "list_models": "zoo.registry", "get_entry": "zoo.registry",
     "resolve_plan": "zoo.registry", "sites": "zoo.registry",
+    "load_weights": "zoo.weights.registry", "list_weights": "zoo.weights.registry", "publish": "zoo.weights.registry",
     "count_flops": "zoo.flops", "count_params": "zoo.flops", "ZooError": "zoo.errors",
 }
 __all__ = [*_EXPORTS, "__version__"]

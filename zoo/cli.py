@@ -112,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build option, YAML value: -o downsample=max -o 'downsample={stage3: blur}'")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    from zoo import train as training  # the train/eval arguments live beside the functions they call
+
+    p = training.add_train_arguments(sub.add_parser("train", help="train a recipe (file or name in recipes/)"))
+    p.set_defaults(func=training.run_from_args)
+    p = training.add_eval_arguments(sub.add_parser("eval", help="evaluate a run or weights on a dataset split"))
+    p.set_defaults(func=training.eval_from_args)
+
+    from zoo.weights.commands import register as register_weight_commands
+
+    register_weight_commands(sub, parse_options)
     return parser
 
 

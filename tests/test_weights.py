@@ -1,0 +1,320 @@
+"""The weights registry: publish, hash-verified loading by name, cache, downloads, offline mode.
+
+No trained weights are published yet, so a module fixture makes a tiny *run directory* the way
+``zoo.train`` leaves one (an inference model raw RGB → fitted per-channel Normalization → resnet20,
+its ``model.weights.h5``, ``model.keras`` and ``report.json``) and every test publishes from it into
+a temporary manifest (``ZOO_WEIGHTS_MANIFEST``) with a temporary cache (``KERAS_HOME``).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import threading
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.weights import (ChecksumError, WeightsError, WeightsNotFound, get_weights, list_weights, load_weights,
+                         publish, publish_file, weights_table)
+from zoo.weights import store
+
+INPUT = (32, 32, 3)
+
+
+def _rgb(batch: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (batch, *INPUT)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished-looking zoo.train run of resnet20 on a 'cifar10' with random weights."""
+    run = tmp_path_factory.mktemp("runs") / "resnet20-tiny"
+    run.mkdir()
+    rng = np.random.default_rng(0)
+    net = zoo.build("resnet20", num_classes=10, input_shape=INPUT)
+    for layer in net.layers:  # non-trivial BN statistics, so that wrong loading shows
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape).astype("float32"))
+    norm = keras.layers.Normalization(axis=-1)
+    norm.adapt(rng.uniform(0, 255, (64, *INPUT)).astype("float32"))
+    inputs = keras.Input(shape=INPUT, name="rgb")
+    model = keras.Model(inputs, net(norm(inputs)), name="resnet20_inference")
+    model.save_weights(run / "model.weights.h5")
+    model.save(run / "model.keras")
+    report = {
+        "run_name": run.name, "status": "completed",
+        "model": {"name": "resnet20", "options": {}, "input_shape": list(INPUT)},
+        "data": {"name": "cifar10", "num_classes": 10, "num_train": 45000, "num_validation": 5000},
+        "evaluation": {"holdout": {"accuracy": 0.1, "loss": 2.3}, "test": {"accuracy": 0.1, "loss": 2.3}},
+        "best": {"epoch": 1, "val_accuracy": 0.1},
+        "recipe": {"name": "resnet20-tiny", "data": {"normalization": "per_channel"}},
+    }
+    (run / "report.json").write_text(json.dumps(report))
+    np.save(run / "expected.npy", model(_rgb(), training=False).numpy())
+    return run
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> dict[str, Path]:
+    """A temporary manifest (with its files/ folder) and an empty cache; online."""
+    manifest = tmp_path / "pkg" / "manifest.json"
+    monkeypatch.setenv("ZOO_WEIGHTS_MANIFEST", str(manifest))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    return {"manifest": manifest, "cache": tmp_path / "keras_home" / "zoo" / "weights", "tmp": tmp_path}
+
+
+def _expected(run_dir: Path) -> np.ndarray:
+    return np.load(run_dir / "expected.npy")
+
+
+# ------------------------------------------------------------------------------ round trip
+def test_publish_then_load_by_name_round_trip(run_dir, env):
+    entry = publish(run_dir, "cifar10", manifest=env["manifest"], description="tiny test weights")
+    assert entry.file == f"files/resnet20-cifar10-{entry.sha256[:8]}.weights.h5"
+    assert (env["manifest"].parent / entry.file).exists()
+    assert entry.sha256 == hashlib.sha256((env["manifest"].parent / entry.file).read_bytes()).hexdigest()
+    assert entry.build == {"num_classes": 10, "input_shape": [32, 32, 3]}
+    assert entry.classes[0] == "airplane" and len(entry.classes) == 10
+    assert entry.preprocessing["layer"]["class_name"] == "Normalization"
+    assert entry.metrics["test"]["accuracy"] == 0.1 and entry.recipe["name"] == "resnet20-tiny"
+    on_disk = json.loads(env["manifest"].read_text())
+    assert on_disk["format"] == 1 and on_disk["weights"][0]["sha256"] == entry.sha256
+
+    model = load_weights("resnet20", weights="cifar10")
+    np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
+    assert model.zoo_weights["tag"] == "cifar10" and model.zoo_weights["classes"][9] == "truck"
+    assert [w.key for w in list_weights("resnet20")] == ["resnet20:cifar10"]
+    from zoo.weights import build  # the hook behind zoo.build(name, weights=...)
+
+    assert build("resnet20", weights="cifar10", include_preprocessing=False).name == "resnet20"
+    assert build("resnet20").name == "resnet20"
+    assert weights_table()[0]["where"] == "local" and "test accuracy" in weights_table()[0]["metric"]
+
+
+def test_float16_publication_halves_the_file_and_stays_close(run_dir, env):
+    full = publish(run_dir, "cifar10", manifest=env["manifest"])
+    half = publish(run_dir, "cifar10-fp16", dtype="float16", manifest=env["manifest"])
+    assert half.dtype == "float16" and half.size < 0.7 * full.size
+    out = load_weights("resnet20", "cifar10-fp16")(_rgb(), training=False).numpy()
+    assert np.abs(out - _expected(run_dir)).max() < 2e-2 * max(1.0, np.abs(_expected(run_dir)).max())
+    assert load_weights("resnet20", "cifar10-fp16").weights[0].dtype == "float32"
+
+
+def test_headless_and_activation_options_reuse_the_published_weights(run_dir, env):
+    publish(run_dir, "cifar10", manifest=env["manifest"])
+    probs = load_weights("resnet20", "cifar10", classifier_activation="softmax")(_rgb(), training=False).numpy()
+    np.testing.assert_allclose(probs, keras.ops.softmax(_expected(run_dir)).numpy(), atol=1e-5)
+    features = load_weights("resnet20", "cifar10", include_top=False, pooling="avg", include_preprocessing=False)
+    assert features.output.shape[-1] == 64
+    with pytest.raises(WeightsError, match="num_classes=10"):
+        load_weights("resnet20", "cifar10", num_classes=100)
+
+
+def test_load_from_a_run_directory_and_a_plain_file(run_dir, env, tmp_path):
+    model = load_weights("resnet20", run_dir)
+    np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
+    with pytest.raises(WeightsError, match="preprocessing="):
+        load_weights("resnet20", run_dir / "model.weights.h5", num_classes=10, input_shape=INPUT)
+    net = model.layers[-1]
+    plain = tmp_path / "plain.weights.h5"
+    net.save_weights(plain)
+    again = load_weights("resnet20", plain, num_classes=10, input_shape=INPUT)
+    np.testing.assert_allclose(again.get_weights()[0], net.get_weights()[0])
+    with pytest.raises(ChecksumError):
+        load_weights("resnet20", plain, sha256="0" * 64, num_classes=10, input_shape=INPUT)
+    with pytest.raises(WeightsError, match="does not fit"):  # a file of another model is refused
+        load_weights("resnet32", plain, num_classes=10, input_shape=INPUT)
+
+
+def test_publishing_twice_needs_overwrite(run_dir, env):
+    publish(run_dir, "cifar10", manifest=env["manifest"])
+    with pytest.raises(WeightsError, match="overwrite=True"):
+        publish(run_dir, "cifar10", manifest=env["manifest"], verify=False)
+    entry = publish(run_dir, "cifar10", manifest=env["manifest"], dtype="float16", overwrite=True, verify=False)
+    files = sorted(p.name for p in (env["manifest"].parent / "files").iterdir())
+    assert files == [Path(entry.file).name]  # the replaced file was removed
+
+
+# --------------------------------------------------------------------------- verification
+def test_corrupted_file_is_refused_with_a_clear_error(run_dir, env):
+    entry = publish(run_dir, "cifar10", manifest=env["manifest"])
+    path = env["manifest"].parent / entry.file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match=r"sha256 .* but .* is published: the file is corrupted") as err:
+        load_weights("resnet20", "cifar10")
+    assert str(path) in str(err.value)
+    assert path.exists()  # packaged files are never deleted
+
+
+def test_unknown_tag_lists_the_available_ones(run_dir, env):
+    publish(run_dir, "cifar10", manifest=env["manifest"])
+    with pytest.raises(WeightsError, match=r"Did you mean 'cifar10'.*Available tags for resnet20: cifar10"):
+        load_weights("resnet20", "cifar-10")
+    with pytest.raises(WeightsError, match=r"no published weights for 'resnet32'.*Models with weights: resnet20"):
+        get_weights("resnet32", "cifar10")
+
+
+def test_bad_manifest_entries_are_reported(env):
+    env["manifest"].parent.mkdir(parents=True)
+    env["manifest"].write_text(json.dumps({"format": 1, "weights": [
+        {"name": "resnet20", "tag": "x", "sha256": "abc", "file": "files/x.weights.h5"}]}))
+    with pytest.raises(WeightsError, match="sha256 must be 64 hex digits"):
+        list_weights()
+
+
+# ------------------------------------------------------------------ cache, download, offline
+def _remote_entry(run_dir: Path, env) -> tuple:
+    """Publish a URL-only entry (file:// in a 'server' folder) and empty the cache."""
+    server = env["tmp"] / "server"
+    server.mkdir()
+    entry = publish(run_dir, "cifar10", manifest=env["manifest"], package=False, url="file://placeholder")
+    cached = env["cache"] / store.cache_name("resnet20", "cifar10", entry.sha256)
+    assert cached.exists()  # package=False stages the file in the cache
+    os.replace(cached, server / cached.name)
+    return entry, server / cached.name, cached
+
+
+def _set_url(env, url: str) -> None:
+    data = json.loads(env["manifest"].read_text())
+    data["weights"][0]["url"] = url
+    env["manifest"].write_text(json.dumps(data))
+
+
+def test_download_into_the_cache_with_a_unique_name(run_dir, env):
+    entry, served, cached = _remote_entry(run_dir, env)
+    assert entry.file is None and cached.name == f"resnet20-cifar10-{entry.sha256[:8]}.weights.h5"
+    _set_url(env, served.as_uri())
+    model = load_weights("resnet20", "cifar10")
+    np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
+    assert sorted(p.name for p in env["cache"].iterdir()) == [cached.name]  # no temporary leftovers
+    served.unlink()
+    load_weights("resnet20", "cifar10", offline=True)  # now served from the cache
+
+
+def test_offline_with_an_empty_cache_names_the_missing_file(run_dir, env, monkeypatch):
+    entry, served, cached = _remote_entry(run_dir, env)
+    _set_url(env, served.as_uri())
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(WeightsNotFound) as err:
+        load_weights("resnet20", "cifar10")
+    text = str(err.value)
+    assert cached.name in text and str(cached) in text and "offline" in text
+    assert not cached.exists()
+
+
+def test_a_download_with_the_wrong_hash_leaves_nothing_behind(run_dir, env):
+    entry, served, cached = _remote_entry(run_dir, env)
+    served.write_bytes(served.read_bytes()[:-10] + b"0123456789")
+    _set_url(env, served.as_uri())
+    with pytest.raises(ChecksumError, match="it was deleted"):
+        load_weights("resnet20", "cifar10")
+    assert not env["cache"].exists() or not list(env["cache"].iterdir())
+
+
+def test_a_corrupted_cache_file_is_deleted_then_fetched_again(run_dir, env):
+    entry, served, cached = _remote_entry(run_dir, env)
+    _set_url(env, served.as_uri())
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"not the weights")
+    with pytest.raises(ChecksumError, match="cached file was deleted"):
+        load_weights("resnet20", "cifar10", offline=True)
+    assert not cached.exists()
+    cached.write_bytes(b"not the weights")
+    with pytest.warns(UserWarning, match="Downloading it again"):
+        load_weights("resnet20", "cifar10")
+    assert store.sha256_file(cached) == entry.sha256
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A bounded http.server on 127.0.0.1 serving tmp_path/www (never the internet)."""
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_download_over_http_and_a_404(run_dir, env, http_server):
+    root, base = http_server
+    entry, served, cached = _remote_entry(run_dir, env)
+    os.replace(served, root / served.name)
+    _set_url(env, f"{base}/missing.weights.h5")
+    with pytest.raises(WeightsError, match="404"):
+        load_weights("resnet20", "cifar10", timeout=5)
+    assert not env["cache"].exists() or not list(env["cache"].iterdir())
+    _set_url(env, f"{base}/{served.name}")
+    model = load_weights("resnet20", "cifar10", timeout=5)
+    np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
+    assert cached.exists()
+
+
+def test_the_cache_follows_keras_home(env):
+    assert store.cache_dir() == env["tmp"] / "keras_home" / "zoo" / "weights"
+
+
+# ----------------------------------------------------------------------------- publish_file
+def test_publish_a_plain_weights_file_with_a_preset(env, tmp_path):
+    net = zoo.build("all_cnn_c", num_classes=10)
+    plain = tmp_path / "allcnn.weights.h5"
+    net.save_weights(plain)
+    entry = publish_file(plain, "all_cnn_c", "synthetic", build={"num_classes": 10}, preprocessing="torch",
+                         manifest=env["manifest"], classes=list("abcdefghij"))
+    model = load_weights("all_cnn_c", "synthetic")
+    x = _rgb()
+    mean = 255 * np.array([0.485, 0.456, 0.406], "float32")
+    std = 255 * np.array([0.229, 0.224, 0.225], "float32")
+    np.testing.assert_allclose(model(x).numpy(), net((x - mean) / std).numpy(), atol=1e-5)
+    assert entry.preprocessing["kind"] == "torch"
+
+
+def test_preprocessing_presets_match_the_sources():
+    from zoo.weights.preprocess import layer_from_spec, spec_for
+
+    x = _rgb()
+    caffe = layer_from_spec(spec_for("caffe"))  # rebuilt from its JSON record, in safe mode
+    expected = keras.applications.imagenet_utils.preprocess_input(x.copy(), mode="caffe")
+    np.testing.assert_allclose(caffe(x).numpy(), expected, atol=1e-4)
+    torch_like = layer_from_spec(json.loads(json.dumps(spec_for("torch"))))
+    expected = keras.applications.imagenet_utils.preprocess_input(x.copy(), mode="torch")
+    np.testing.assert_allclose(torch_like(x).numpy(), expected, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------- layering
+def test_nothing_below_zoo_weights_imports_it():
+    root = Path(zoo.__file__).parent
+    lower = [root / "registry.py", root / "flops.py", root / "recipes.py", root / "report.py",
+             *(root / "models").glob("*.py"), *(root / "layers").glob("*.py"), *(root / "data").glob("*.py")]
+    offenders = [p.name for p in lower if "zoo.weights" in p.read_text()]
+    assert not offenders
+
+
+def test_listing_weights_does_not_import_keras():
+    import subprocess
+    import sys
+
+    code = "import sys, zoo.weights as w; w.list_weights(); print('keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,88 @@
+"""The ``zoo weights``, ``zoo publish`` and ``zoo convert`` subcommands: thin calls into
+:mod:`zoo.weights`. ``zoo.cli`` adds them with :func:`register` (nothing here starts TensorFlow
+until a command runs)."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from zoo.weights.registry import list_weights, weights_table
+
+    if args.json:
+        print(json.dumps([e.to_json() for e in list_weights(args.name)], indent=2))
+        return 0
+    rows = weights_table(args.name)
+    if not rows:
+        _console().print(f"no published weights{' for ' + args.name if args.name else ''} yet.")
+        return 0
+    table = Table("name", "tag", "metric", "dtype", "MB", "where", "sha256", "description")
+    for r in rows:
+        table.add_row(r["name"], r["tag"], r["metric"], r["dtype"], "–" if r["size_mb"] is None else f"{r['size_mb']}",
+                      r["where"], r["sha256"], r["description"])
+    _console().print(table)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from zoo.weights.registry import publish
+
+    entry = publish(args.run_dir, args.tag, dtype=args.dtype, url=args.url, package=not args.no_package,
+                    description=args.description, manifest=args.manifest, overwrite=args.overwrite)
+    where = entry.local_file() or entry.cache_path()
+    _console().print(f"published {entry.key}: {where} (sha256 {entry.sha256})", highlight=False)
+    if args.no_package:
+        _console().print(f"upload {where} to {entry.url}", highlight=False)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace, parse_options: Any = None) -> int:
+    from zoo.weights.convert import convert
+
+    options = parse_options(args.option) if parse_options else {}
+    model = convert(args.source, args.model, args.src, args.out, preprocessing=args.preprocessing, **options)
+    info = model.zoo_conversion
+    _console().print(f"converted {info['assigned']} weights into {args.model} -> {args.out} (+ {args.out}.json); "
+                     f"publish with zoo.weights.publish_file", highlight=False)
+    if info["dropped"]:
+        _console().print(f"dropped: {', '.join(sorted(info['dropped']))}", highlight=False)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, parse_options: Any = None) -> None:
+    """Add ``weights``, ``publish`` and ``convert`` to the ``zoo`` command's subparsers.
+    ``parse_options`` turns ``-o key=value`` pairs into build options (``zoo.cli.parse_options``)."""
+    p = sub.add_parser("weights", help="published weights: tag, metric, size, where the file is")
+    p.add_argument("name", nargs="?", help="only this model's weights")
+    p.add_argument("--json", action="store_true", help="the full manifest entries")
+    p.set_defaults(func=cmd_weights)
+
+    p = sub.add_parser("publish", help="publish a training run's weights into the weights registry")
+    p.add_argument("run_dir")
+    p.add_argument("tag", help="e.g. cifar10")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--url", help="where the file will be downloadable from")
+    p.add_argument("--no-package", action="store_true", help="URL-only entry (file staged in the cache)")
+    p.add_argument("--description", default="")
+    p.add_argument("--manifest", help="manifest to write (default: the packaged one)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("convert", help="convert keras.applications / torchvision / FishNet weights")
+    p.add_argument("source", help="keras, torchvision or fishnet")
+    p.add_argument("model", help="zoo model name, e.g. resnet50")
+    p.add_argument("src", help="source weights file (.pth, .h5, .weights.h5, .keras)")
+    p.add_argument("out", help="output .weights.h5 (the inference model) and its .json sidecar")
+    p.add_argument("--preprocessing", choices=("torch", "caffe"), help="default: the source's convention")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="build option")
+    p.set_defaults(func=lambda a: cmd_convert(a, parse_options))

@@ -1,0 +1,62 @@
+"""The FishNet authors' checkpoints (kevin-ssy/FishNet, PyTorch) → zoo FishNet-99/150/201.
+
+The checkpoints are ``torch.save`` dicts whose ``state_dict`` keys carry DataParallel's ``module.``
+prefix, e.g. ``module.fish.fish.0.0.0.bn1.weight`` (stage 0, residual stack, block 0) and the stem's
+``module.conv1.0.weight`` / ``module.conv1.1.*``. :mod:`zoo.models.fishnet` names each layer after
+its checkpoint path (``fish.fish.`` → ``fish``, dots → underscores: ``fish2_0_1_bn1``, ``conv1_0``,
+the classifier ``fish9_4_1``), so the mapping is by name; the layer's type says how to transform:
+Conv2d OIHW → HWIO (the final 1×1 classifier convolution → the zoo head, a Conv2D or a Dense), BN
+weight/bias/running_mean/running_var → gamma/beta/moving_mean/moving_variance (epsilon 1e-5).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from keras import layers
+
+from zoo.weights.convert.common import (TORCH_BN_EPSILON, Assigner, ConversionError, check_bn_epsilon,
+                                        load_state_dict)
+
+PREPROCESSING = "torch"
+CLASSIFIER = "fish.fish.9.4.1"
+
+
+def layer_name(path: str) -> str:
+    """A checkpoint module path → the zoo layer name (``fish.fish.2.0.1.bn1`` → ``fish2_0_1_bn1``)."""
+    if path.startswith("fish.fish."):
+        path = "fish" + path[len("fish.fish."):]
+    return path.replace(".", "_")
+
+
+def convert(model_name: str, src: Any, **options: Any):
+    """The zoo model ``model_name`` (fishnet99/150/201) with the weights of an authors' checkpoint."""
+    from zoo import registry
+
+    entry = registry.get_entry(model_name)
+    if entry.family.name != "fishnet":
+        raise ConversionError(f"the FishNet converter converts fishnet99/150/201, not {model_name}.")
+    state = load_state_dict(src)
+    if f"{CLASSIFIER}.weight" in state and options.get("include_top", True):
+        options.setdefault("num_classes", int(state[f"{CLASSIFIER}.weight"].shape[0]))
+    model = registry.build(entry.name, **options)
+    check_bn_epsilon(model, TORCH_BN_EPSILON, "PyTorch")
+    by_name = {x.name: x for x in model.layers}
+    a = Assigner(model, state, what=f"the FishNet checkpoint for {entry.name}")
+    paths = sorted({k.rsplit(".", 1)[0] for k in state if not k.endswith(".num_batches_tracked")})
+    for path in paths:
+        target = by_name.get(layer_name(path))
+        if target is None:
+            if path.startswith("fish.fish.9.") and not ({"fish9_4_1", "fish9_3_2"} & set(by_name)):
+                a.drop([k for k in state if k.startswith(f"{path}.")],
+                       "the target has no classifier (include_top=False)")
+            continue  # left unused: finish() lists it
+        if isinstance(target, layers.BatchNormalization):
+            a.bn(target.name, path)
+        elif isinstance(target, layers.Conv2D):
+            a.conv(target.name, path)
+        elif isinstance(target, layers.Dense):
+            a.conv_as_dense(target.name, path)
+        else:
+            raise ConversionError(f"{path} maps onto {target.name}, a {type(target).__name__} without weights.")
+    model.zoo_conversion = {"source": "fishnet", "build": options, **a.finish()}
+    return model

@@ -1,0 +1,143 @@
+"""torchvision state dicts → zoo models (ResNet-18…152, SqueezeNet 1.0 / 1.1, VGG-11…19).
+
+Key layouts (torchvision ``models/resnet.py``, ``squeezenet.py``, ``vgg.py``):
+
+- ResNet: ``conv1``, ``bn1``, ``layer{1-4}.{b}.conv{j}`` / ``bn{j}``, ``layer{L}.0.downsample.{0,1}``
+  (1×1 projection + BN), ``fc`` → ``stem_conv``, ``stem_bn``, ``stage{L+1}_block{b+1}_conv{j}_conv`` /
+  ``_bn``, ``stage{L+1}_block1[_shortcut]_proj_conv`` / ``_bn``, ``fc``. torchvision strides the
+  bottleneck's 3×3, the zoo's default layout.
+- SqueezeNet: ``features.0`` (conv1), ``features.{N}.squeeze`` / ``expand1x1`` / ``expand3x3`` for
+  the fire modules in order (fire2, fire3, ...), ``classifier.1`` (conv10).
+- VGG: ``features.{N}`` convolutions in order → ``block{b}_conv{i}``; ``classifier.0/3/6`` → ``fc1``,
+  ``fc2``, ``predictions``. torchvision average-pools adaptively to 7×7 and flattens channels first;
+  Keras flattens the (h, w, c) map: ``fc1``'s rows are permuted, and for maps other than 7×7 the
+  adaptive pooling (a fixed linear map) is folded into them, so the converted model computes what
+  torchvision's does at that input size.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from zoo.weights.convert.common import (TORCH_BN_EPSILON, Assigner, ConversionError, adaptive_pool_matrix,
+                                        check_bn_epsilon, load_state_dict)
+
+PREPROCESSING = "torch"
+FAMILIES = ("resnet", "squeezenet", "vgg")
+
+
+def target_options(model_name: str, state: dict[str, np.ndarray], options: dict[str, Any]) -> dict[str, Any]:
+    """Build options implied by the checkpoint (number of classes), under the user's ``options``."""
+    out = dict(options)
+    heads = {"resnet": "fc.weight", "squeezenet": "classifier.1.weight", "vgg": "classifier.6.weight"}
+    head = heads[_family(model_name)]
+    if head in state and out.get("include_top", True):
+        out.setdefault("num_classes", int(state[head].shape[0]))
+    return out
+
+
+def _family(model_name: str) -> str:
+    from zoo import registry
+
+    family = registry.get_entry(model_name).family.name
+    if family not in FAMILIES:
+        raise ConversionError(f"torchvision has no {model_name} ({family}); it converts {', '.join(FAMILIES)} models.")
+    return family
+
+
+def _indices(state, pattern: str) -> list[int]:
+    rx = re.compile(pattern)
+    return sorted({int(m.group(1)) for k in state if (m := rx.match(k))})
+
+
+def _head_keys(state, prefixes: tuple[str, ...]) -> list[str]:
+    return [k for k in state if k.startswith(prefixes)]
+
+
+def _resnet(a: Assigner, state) -> None:
+    a.conv("stem_conv", "conv1")
+    a.bn("stem_bn", "bn1")
+    for layer in _indices(state, r"layer(\d+)\."):
+        stage = layer + 1
+        for b in _indices(state, rf"layer{layer}\.(\d+)\."):
+            src, dst = f"layer{layer}.{b}", f"stage{stage}_block{b + 1}"
+            for j in _indices(state, rf"layer{layer}\.{b}\.conv(\d+)\.weight"):
+                a.conv(f"{dst}_conv{j}_conv", f"{src}.conv{j}")
+                a.bn(f"{dst}_conv{j}_bn", f"{src}.bn{j}")
+            if f"{src}.downsample.0.weight" in state:
+                proj = next((p for p in (f"{dst}_shortcut_proj", f"{dst}_proj") if a.has_layer(f"{p}_conv")),
+                            f"{dst}_shortcut_proj")
+                a.conv(f"{proj}_conv", f"{src}.downsample.0")
+                a.bn(f"{proj}_bn", f"{src}.downsample.1")
+    if a.has_layer("fc"):
+        a.dense("fc", "fc")
+    else:
+        a.drop(_head_keys(state, ("fc.",)), "the target has no classifier (include_top=False)")
+
+
+def _squeezenet(a: Assigner, state) -> None:
+    a.conv("conv1", "features.0")
+    fires = _indices(state, r"features\.(\d+)\.squeeze\.weight")
+    for number, index in enumerate(fires, 2):
+        for part, target in (("squeeze", "squeeze1x1"), ("expand1x1", "expand1x1"), ("expand3x3", "expand3x3")):
+            a.conv(f"fire{number}_{target}", f"features.{index}.{part}")
+    if a.has_layer("conv10"):
+        a.conv("conv10", "classifier.1")
+    else:
+        a.drop(_head_keys(state, ("classifier.",)), "the target has no classifier (include_top=False)")
+
+
+def fold_fc1(weight: np.ndarray, channels: int, height: int, width: int, pooled: int = 7) -> np.ndarray:
+    """torchvision's fc1 weight (out, C·7·7 channels-first, after AdaptiveAvgPool2d(7)) → the Keras
+    Dense kernel (h·w·C channels-last, out) on the un-pooled h×w map."""
+    out = weight.shape[0]
+    if weight.shape[1] != channels * pooled * pooled:
+        raise ConversionError(f"classifier.0.weight has {weight.shape[1]} inputs, expected "
+                              f"{channels}x{pooled}x{pooled}.")
+    w = weight.reshape(out, channels, pooled, pooled).astype(np.float64)
+    if (height, width) != (pooled, pooled):
+        w = np.einsum("ocij,iy,jx->ocyx", w, adaptive_pool_matrix(height, pooled), adaptive_pool_matrix(width, pooled))
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(height * width * channels, out)).astype(weight.dtype)
+
+
+def _vgg(a: Assigner, state) -> None:
+    model = a.model
+    bn_keys = [k for k in state if k.startswith("features.") and k.endswith("running_mean")]
+    if bn_keys:
+        raise ConversionError("this is a batch-norm VGG (vgg*_bn: features hold BatchNorm layers); the zoo's VGG "
+                              "follows the paper without batch norm.")
+    convs = _indices(state, r"features\.(\d+)\.weight")
+    targets = [x.name for x in model.layers if re.fullmatch(r"block\d+_conv\d+", x.name)]
+    if len(convs) != len(targets):
+        raise ConversionError(f"the checkpoint has {len(convs)} convolutions, {model.name} has {len(targets)}: "
+                              f"convert vgg11/13/16/19 into the model of the same depth.")
+    for index, target in zip(convs, targets):
+        a.conv(target, f"features.{index}")
+    if not a.has_layer("fc1"):
+        a.drop(_head_keys(state, ("classifier.",)), "the target has no classifier (include_top=False)")
+        return
+    h, w, c = model.get_layer("flatten").input.shape[1:]
+    weight = state.get("classifier.0.weight")
+    a.dense("fc1", "classifier.0", kernel=None if weight is None else fold_fc1(np.asarray(weight), c, h, w))
+    a.dense("fc2", "classifier.3")
+    a.dense("predictions", "classifier.6")
+
+
+CONVERTERS = {"resnet": _resnet, "squeezenet": _squeezenet, "vgg": _vgg}
+
+
+def convert(model_name: str, src: Any, **options: Any):
+    """The zoo model ``model_name`` with the weights of a torchvision checkpoint (path, module or state dict)."""
+    from zoo import registry
+
+    family = _family(model_name)
+    state = load_state_dict(src)
+    options = target_options(model_name, state, options)
+    model = registry.build(model_name, **options)
+    check_bn_epsilon(model, TORCH_BN_EPSILON, "PyTorch")
+    a = Assigner(model, state, what=f"the torchvision {model_name} checkpoint")
+    CONVERTERS[family](a, state)
+    model.zoo_conversion = {"source": "torchvision", "build": options, **a.finish()}
+    return model

@@ -1,0 +1,155 @@
+"""Weight files on disk: sha256, the download cache, verified downloads.
+
+The cache lives in ``$KERAS_HOME/zoo/weights/`` (``KERAS_HOME`` defaults to ``~/.keras``, as for
+Keras itself). Cached names are unique per published file: ``<name>-<tag>-<sha256[:8]>.weights.h5``.
+
+A download goes to a temporary ``.part`` file in the cache directory, is hashed while it streams,
+and is renamed onto its final name (atomic on one filesystem) only once its sha256 matches; a file
+that fails the check is deleted. So a name in the cache is either absent or a complete file, and
+every file is hashed again before each use.
+
+``keras.utils.get_file`` is not used: it writes to the final path directly and keeps a file that
+fails its hash check, which is what this module exists to avoid.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from zoo.errors import ZooError
+
+CHUNK = 1 << 20
+OFFLINE_ENV = "ZOO_OFFLINE"
+STALE_PART_SECONDS = 24 * 3600
+
+
+class WeightsError(ZooError):
+    """A weights request that cannot be served: unknown name or tag, missing or mismatched file."""
+
+
+class ChecksumError(WeightsError):
+    """A file's sha256 is not the one the manifest publishes."""
+
+
+class WeightsNotFound(WeightsError):
+    """The file is neither packaged, nor cached, nor downloadable (offline, or no URL)."""
+
+
+class DownloadError(WeightsError):
+    """A download failed (network, HTTP status, truncated transfer)."""
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """``offline`` if given, else the ``ZOO_OFFLINE`` environment variable (1/true/yes/on)."""
+    if offline is not None:
+        return bool(offline)
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cache_dir(create: bool = False) -> Path:
+    """``$KERAS_HOME/zoo/weights`` (``KERAS_HOME`` defaults to ``~/.keras``)."""
+    base = Path(os.environ.get("KERAS_HOME") or Path("~") / ".keras").expanduser()
+    path = base / "zoo" / "weights"
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WeightsError(f"cannot create the weights cache {path} ({err}); set KERAS_HOME to a writable "
+                               f"directory.") from None
+    return path
+
+
+def cache_name(name: str, tag: str, sha256: str) -> str:
+    """The cache file name of a published file: ``<name>-<tag>-<sha256[:8]>.weights.h5``."""
+    return f"{name}-{tag}-{sha256[:8].lower()}.weights.h5"
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 (hex) of a file, read in full every time (no memo: a file rewritten in place within
+    the filesystem's timestamp resolution must not pass on an old digest)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: str | Path, sha256: str, *, what: str = "weights file") -> None:
+    """Raise :class:`ChecksumError` unless ``path`` hashes to ``sha256``."""
+    actual = sha256_file(path)
+    if actual != sha256.lower():
+        raise ChecksumError(f"{what} {path} has sha256 {actual}, but {sha256.lower()} is published: the file is "
+                            f"corrupted or not the published one.")
+
+
+def _clean_stale_parts(folder: Path) -> None:
+    """Remove ``.part`` files older than a day (left by killed downloads; never used)."""
+    now = time.time()
+    for part in folder.glob(".*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass
+
+
+def download(url: str, dest: str | Path, sha256: str, *, timeout: float = 60.0,
+             progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Download ``url`` to ``dest`` through a temporary file in the same directory.
+
+    The file is renamed onto ``dest`` only after its sha256 matched; on any failure (HTTP error,
+    truncated transfer, wrong hash, interruption) the temporary file is removed and ``dest`` is not
+    touched. ``file://`` URLs work (tests, mirrors on shared disks).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale_parts(dest.parent)
+    scheme = urllib.parse.urlparse(url).scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise DownloadError(f"cannot download {url!r}: only http, https and file URLs are supported.")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        digest, received = hashlib.sha256(), 0
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "zoo-weights"})
+            with urllib.request.urlopen(request, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+                fd = -1
+                length = response.headers.get("Content-Length")
+                expected = int(length) if length and length.isdigit() else None
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    out.write(block)
+                    digest.update(block)
+                    received += len(block)
+                    if progress:
+                        progress(received, expected)
+                out.flush()
+                os.fsync(out.fileno())
+        except urllib.error.HTTPError as err:
+            raise DownloadError(f"downloading {url} failed (HTTP {err.code} {err.reason}); nothing was written to "
+                                f"{dest}.") from None
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            reason = getattr(err, "reason", None) or err
+            raise DownloadError(f"downloading {url} failed ({reason}); nothing was written to {dest}.") from None
+        if expected is not None and received != expected:
+            raise DownloadError(f"downloading {url} stopped after {received} of {expected} bytes; the partial "
+                                f"file was deleted.")
+        actual = digest.hexdigest()
+        if actual != sha256.lower():
+            raise ChecksumError(f"the file downloaded from {url} has sha256 {actual}, but {sha256.lower()} is "
+                                f"published; it was deleted. The URL serves another file, or the manifest entry "
+                                f"is wrong.")
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if fd != -1:
+            os.close(fd)
+        if tmp.exists():
+            tmp.unlink()
