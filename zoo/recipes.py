@@ -30,16 +30,32 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import yaml
 
 __all__ = [
-    "RecipeError", "Recipe", "ModelSection", "DataSection", "OptimizerSection", "ScheduleSection",
-    "TrainSection", "OutputSection", "load_recipe", "from_dict", "resolve", "dump", "find_recipe",
-    "list_recipes", "recipe_dirs", "parse_override", "apply_overrides", "same_experiment",
+    "DataSection",
+    "ModelSection",
+    "OptimizerSection",
+    "OutputSection",
+    "Recipe",
+    "RecipeError",
+    "ScheduleSection",
+    "TrainSection",
+    "apply_overrides",
+    "dump",
+    "find_recipe",
+    "from_dict",
+    "list_recipes",
+    "load_recipe",
+    "parse_override",
+    "recipe_dirs",
+    "resolve",
+    "same_experiment",
 ]
 
 
@@ -115,16 +131,19 @@ class ScheduleSection:
 
     - ``constant``: ``lr``;
     - ``step``: ``lr * gamma ** (milestones passed)`` (He et al. 2016 §4.2; Springenberg et al.
-      2015 §3.2);
+      2015 §3.1);
     - ``cosine``: half-cosine from ``lr`` to ``lr * final_factor`` (Loshchilov & Hutter 2017);
-    - ``onecycle``: linear rise then linear fall to ``lr * final_factor`` (Smith & Topin 2019).
+    - ``linear``: linear fall from ``lr`` to ``lr * final_factor`` (Caffe's ``poly`` policy with
+      power 1, the SqueezeNet solver, Iandola et al. 2016);
+    - ``onecycle``: linear rise then linear fall to ``lr * final_factor`` (Smith & Topin 2019);
+      without ``warmup_epochs`` it rises over the first 30% of the schedule.
 
     Each may start with ``warmup_epochs`` of linear warm-up from ``lr * start_factor`` (Goyal et
     al. 2017 §2.2); for ``onecycle`` the warm-up is the rising half. ``epochs`` of ``None``
     stretches the schedule over ``train.epochs``.
     """
 
-    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    name: Literal["constant", "step", "cosine", "linear", "onecycle"] = "constant"
     epochs: float | None = None
     warmup_epochs: float = 0.0
     start_factor: float = 0.1
@@ -208,14 +227,14 @@ _Loader.add_implicit_resolver(
                     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                     |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
+                    |\.(?:nan|NaN|NAN))$""", re.VERBOSE),
     list("-+0123456789."),
 )
 
 
 def _yaml_load(text: str, where: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
         raise RecipeError(f"{where} is not valid YAML: {err}") from None
 
@@ -390,7 +409,17 @@ def _unknown_field(key: str, section: str | None, valid: Sequence[str]) -> Recip
 
 
 def _type_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
+    """``int | None`` -> ``"int or null"``; ``Literal["a", "b"]`` -> ``"one of a, b"``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is list:
+        return f"a list of {_type_name(args[0])}"
+    if origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _check(where: str, value: Any, hint: Any) -> Any:

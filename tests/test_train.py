@@ -1,0 +1,270 @@
+"""Training runs on tiny data: run directory, report, evaluation, resume after SIGKILL, NaN,
+determinism and refusing to overwrite."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from zoo import report as zr
+from zoo.recipes import load_recipe
+from zoo.train import RecipeSchedule, RunDirError, RunFinishedError, evaluate, main, make_optimizer, train
+
+REPO = Path(__file__).resolve().parent.parent
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
+RUN_FILES = ("recipe.yaml", "history.csv", "tensorboard", "checkpoints/best.weights.h5",
+             "checkpoints/last.weights.h5", "model.weights.h5", "model.keras", "report.json", "report.md",
+             "curves.png")
+
+
+def _tiny_npz(path: Path, count: int, size: int = 16, seed: int = 0) -> Path:
+    """Random 16x16 images whose mean colour depends on the class, so a few steps learn something."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(count) % 4
+    x = rng.integers(0, 120, (count, size, size, 3)) + 40 * y[:, None, None, None]
+    np.savez(path, x=x.astype("uint8"), y=y.astype("int32"))
+    return path
+
+
+def _recipe(npz: Path, **train) -> dict:
+    return {
+        "name": "tiny",
+        "description": "a seconds-long resnet20 run on random 16x16 images",
+        "model": {"name": "resnet20"},
+        "data": {"source": str(npz), "validation": 32, "batch_size": 32, "augment": ["flip"]},
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+        "schedule": {"name": "cosine", "warmup_epochs": 0.5},
+        "train": {"epochs": 1, "seed": 3, "progress": "none", **train},
+    }
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory) -> Path:
+    return _tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 128)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(npz, tmp_path_factory):
+    return train(_recipe(npz), run_dir=tmp_path_factory.mktemp("runs") / "tiny")
+
+
+# --------------------------------------------------------------------------- one short run
+def test_run_dir_has_every_file(tiny_run):
+    assert tiny_run.status == "completed"
+    for name in RUN_FILES:
+        assert (tiny_run.run_dir / name).exists(), name
+    assert not (tiny_run.run_dir / "checkpoints" / "backup").exists()  # resume state removed when done
+    assert list((tiny_run.run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert load_recipe(tiny_run.run_dir / "recipe.yaml") == load_recipe(tiny_run.report["recipe"])
+
+
+def test_report_fields_match_history(tiny_run):
+    report = zr.read_json(tiny_run.run_dir / "report.json")
+    history = zr.read_history(tiny_run.run_dir / "history.csv")
+    assert report["history"] == history and [r["epoch"] for r in history] == [1]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert report["final"][key] == history[-1][key]
+    assert report["best"]["val_accuracy"] == max(r["val_accuracy"] for r in history)
+    assert report["status"] == "completed" and report["epochs"] == 1
+    assert report["model"]["params_trainable"] > 0 and report["model"]["flops"] > 0
+    assert report["data"]["num_train"] == 96 and report["data"]["num_validation"] == 32
+    assert report["timing"]["train_images_per_s"] == history[-1]["train_images_per_s"] > 0
+    assert report["timing"]["train_time_s"] > 0
+    assert report["settings"]["jit_compile"] is False and report["settings"]["deterministic"] is True
+    env = report["environment"]
+    assert env["tensorflow"] and env["keras"] == keras.__version__ and env["cpu"] and env["date"]
+    assert 0.0 <= report["evaluation"]["holdout"]["accuracy"] <= 1.0
+
+
+def test_report_md_shows_curves(tiny_run):
+    md = (tiny_run.run_dir / "report.md").read_text()
+    assert "](curves.png)" in md and "completed" in md
+    assert (tiny_run.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_saved_model_is_the_inference_model_on_raw_rgb(tiny_run, npz):
+    model = keras.saving.load_model(tiny_run.run_dir / "model.keras", safe_mode=True, compile=False)
+    assert isinstance(model.layers[1], keras.layers.Normalization)  # raw 0..255 in, normalised inside
+    x = np.load(npz)["x"][:4].astype("float32")
+    logits = model.predict(x, verbose=0)
+    assert logits.shape == (4, 4) and np.isfinite(logits).all()
+
+
+def test_evaluate_run_and_weights_agree_with_report(tiny_run, tmp_path):
+    expected = tiny_run.report["evaluation"]["holdout"]["accuracy"]
+    result = evaluate(tiny_run.run_dir)
+    assert result.metrics["accuracy"] == pytest.approx(expected)
+    assert (tiny_run.run_dir / "eval_report.json").exists() and (tiny_run.run_dir / "eval_report.md").exists()
+    assert result.report["data"]["num_examples"] == 32
+    from_weights = evaluate(tiny_run.run_dir / "checkpoints" / "last.weights.h5", output_dir=tmp_path)
+    assert from_weights.metrics["accuracy"] == pytest.approx(expected)
+    assert (tmp_path / "eval_report.json").exists()
+
+
+def test_refuses_to_overwrite_a_finished_run(tiny_run, npz):
+    before = (tiny_run.run_dir / "report.json").read_bytes()
+    with pytest.raises(RunFinishedError, match="already holds a finished run"):
+        train(_recipe(npz), run_dir=tiny_run.run_dir)
+    with pytest.raises(RunDirError, match=r"different recipe \(optimizer.lr: 0.05 -> 0.1\)"):
+        train(_recipe(npz), overrides=["optimizer.lr=0.1"], run_dir=tiny_run.run_dir)
+    assert (tiny_run.run_dir / "report.json").read_bytes() == before
+
+
+def test_a_run_dir_without_a_finished_epoch_takes_a_new_recipe(npz, tmp_path):
+    from zoo.train import prepare_run_dir
+
+    run = prepare_run_dir(load_recipe(_recipe(npz)), tmp_path / "run")  # e.g. the data failed to load
+    prepare_run_dir(load_recipe(_recipe(npz), ["data.batch_size=16"]), run)
+    assert load_recipe(run / "recipe.yaml").data.batch_size == 16
+
+
+def test_cli_reports_bad_recipe_and_finished_run(tiny_run, capsys):
+    assert main(["embedded", "optimizer.lrr=1"]) == 1
+    assert "Did you mean optimizer.lr?" in capsys.readouterr().err
+    assert main([str(tiny_run.run_dir / "recipe.yaml"), "--run-dir", str(tiny_run.run_dir)]) == 0
+    assert "already holds a finished run" in capsys.readouterr().err
+
+
+def test_cli_eval(tiny_run, tmp_path, capsys):
+    import argparse
+
+    from zoo.train import add_eval_arguments, eval_from_args
+
+    parser = add_eval_arguments(argparse.ArgumentParser())
+    assert eval_from_args(parser.parse_args([str(tiny_run.run_dir), "--output-dir", str(tmp_path)])) == 0
+    assert "holdout" in capsys.readouterr().out and (tmp_path / "eval_report.md").exists()
+    assert eval_from_args(parser.parse_args([str(tmp_path / "missing")])) == 1
+
+
+def test_overwrite_retrains_and_the_same_seed_gives_the_same_history(tiny_run, npz):
+    first = [[row[k] for k in METRICS] for row in tiny_run.history]
+    again = train(_recipe(npz), run_dir=tiny_run.run_dir, overwrite=True)
+    assert again.status == "completed"
+    assert [[row[k] for k in METRICS] for row in again.history] == first
+
+
+# ------------------------------------------------------------------------------------ NaN
+def test_nan_stops_and_keeps_last_good_checkpoint(npz, tmp_path):
+    # epoch 1 trains normally; from epoch 2 the step schedule multiplies the rate by 1e9
+    recipe = _recipe(npz, epochs=3, label_smoothing=0.1)  # also covers the one-hot label path
+    recipe["schedule"] = {"name": "step", "milestones": [1], "gamma": 1e9}
+    result = train(recipe, run_dir=tmp_path / "nan")
+    broke = result.report["nan"]["epoch"]
+    assert result.status == "nan" and broke >= 2
+    assert "training stopped" in result.report["message"] and "last good checkpoint" in result.report["message"]
+    good = list(range(1, broke))
+    assert [r["epoch"] for r in zr.read_history(tmp_path / "nan" / "history.csv")] == good
+    last = tmp_path / "nan" / "checkpoints" / "last.weights.h5"
+    assert last.exists()
+    model = keras.saving.load_model(tmp_path / "nan" / "model.keras", safe_mode=True, compile=False)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert result.final["epoch"] == good[-1] and np.isfinite(result.final["loss"])
+    with pytest.raises(RunFinishedError, match="status nan"):
+        train(recipe, run_dir=tmp_path / "nan")
+
+
+# --------------------------------------------------------------------------------- resume
+def _epochs(run: Path) -> list[int]:
+    return [r["epoch"] for r in zr.read_history(run / "history.csv")]
+
+
+def _backed_up_epoch(run: Path) -> int:
+    """The last epoch saved by keras.callbacks.BackupAndRestore (its own metadata file), or 0."""
+    try:
+        return json.loads((run / "checkpoints" / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+RESUME_EPOCHS = 5  # the kill lands in epoch 2 or 3; the rerun must finish 1..5 exactly once
+
+
+def test_resume_after_sigkill(tmp_path):
+    npz = _tiny_npz(tmp_path / "resume.npz", 544)  # 16 steps of 32 per epoch: an epoch lasts ~1 s
+    recipe = tmp_path / "resume.yaml"
+    recipe.write_text(yaml.safe_dump(_recipe(npz, epochs=RESUME_EPOCHS, progress="epoch")))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "zoo.train", str(recipe), "--run-dir", str(run)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while _backed_up_epoch(run) < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)  # epoch 2 is under way
+    finally:
+        proc.wait()
+    done = _epochs(run)
+    assert done and done[-1] < RESUME_EPOCHS, f"the kill came too late to test resuming (epochs {done})"
+    assert not (run / "report.json").exists()
+
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "zoo.train: resuming at epoch" in out.stdout
+    assert _epochs(run) == list(range(1, RESUME_EPOCHS + 1))
+    report = zr.read_json(run / "report.json")
+    assert report["status"] == "completed" and report["timing"]["resumed_from_epoch"] >= 1
+    assert [r["epoch"] for r in report["history"]] == list(range(1, RESUME_EPOCHS + 1))
+
+
+# ------------------------------------------------------------------------- schedule, decay
+def _lr(schedule: RecipeSchedule, epoch: float) -> float:
+    return float(schedule(round(epoch * schedule.steps_per_epoch)))
+
+
+def test_schedules():
+    step = RecipeSchedule(0.1, 100, "step", 182, milestones=[91, 136])
+    assert [_lr(step, e) for e in (0, 90.99, 91, 136)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    cos = RecipeSchedule(0.2, 10, "cosine", 30, warmup_epochs=2, start_factor=0.1)
+    assert [_lr(cos, e) for e in (0, 1, 2, 16, 30)] == pytest.approx([0.02, 0.11, 0.2, 0.1, 0.0], abs=1e-6)
+    one = RecipeSchedule(1.0, 10, "onecycle", 10)  # rises over the first 30%
+    assert [_lr(one, e) for e in (0, 3, 6.5, 10)] == pytest.approx([0.1, 1.0, 0.5, 0.0], abs=1e-6)
+    lin = RecipeSchedule(0.04, 10, "linear", 68, final_factor=0.0)
+    assert [_lr(lin, e) for e in (0, 34, 68)] == pytest.approx([0.04, 0.02, 0.0], abs=1e-7)
+    assert _lr(RecipeSchedule(0.3, 10), 5) == pytest.approx(0.3)
+    assert RecipeSchedule.from_config(step.get_config()).get_config() == step.get_config()
+
+
+def _dense_model() -> keras.Model:
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2, kernel_initializer="ones", bias_initializer="ones")(inputs))
+
+
+def test_l2_weight_decay_is_the_papers_coupled_decay():
+    model = _dense_model()
+    recipe = load_recipe({"model": {"name": "resnet20"}, "optimizer": {"weight_decay": 1e-4}})
+    make_optimizer(recipe, model, steps_per_epoch=10)
+    penalty = float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses))
+    assert penalty == pytest.approx(1e-4 / 2 * 6)  # kernel 3x2 of ones; the bias is not decayed
+
+
+def test_decoupled_weight_decay_skips_biases():
+    model = _dense_model()
+    recipe = load_recipe({"model": {"name": "resnet20"}, "optimizer": {"name": "adamw", "weight_decay": 0.1,
+                                                                     "lr": 0.5}})
+    opt = make_optimizer(recipe, model, steps_per_epoch=10)
+    assert model.losses == []
+    kernel, bias = model.trainable_variables
+    opt.apply_gradients([(keras.ops.zeros_like(kernel), kernel), (keras.ops.zeros_like(bias), bias)])
+    assert keras.ops.convert_to_numpy(kernel) == pytest.approx(np.full((3, 2), 1 - 0.5 * 0.1))
+    assert keras.ops.convert_to_numpy(bias) == pytest.approx(np.ones(2))
+
+
+def test_history_csv_replaces_a_rerun_epoch(tmp_path):
+    """A kill between history.csv's row and the resume backup re-runs that epoch: one row stays."""
+    from zoo.train import HistoryCSV
+
+    logger = HistoryCSV(tmp_path / "history.csv")
+    for epoch, loss in ((0, 1.0), (1, 0.9), (1, 0.8), (2, 0.7)):
+        logger.on_epoch_end(epoch, {"loss": loss})
+    assert zr.read_history(tmp_path / "history.csv") == [
+        {"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.8}, {"epoch": 3, "loss": 0.7}]

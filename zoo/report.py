@@ -1,0 +1,250 @@
+"""Run and evaluation reports: plain data in, files out.
+
+Nothing here knows about Keras or the zoo. A *history* is a list of per-epoch dicts
+(``epoch`` counted from 1, then ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ...);
+a *report* is the JSON-ready dict that :mod:`zoo.train` assembles. Files are written
+atomically (temporary file, then rename), so a killed process never leaves half a file behind.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "plot_curves",
+    "read_history",
+    "read_json",
+    "render_eval_markdown",
+    "render_run_markdown",
+    "write_eval_report",
+    "write_history",
+    "write_json",
+    "write_run_report",
+    "write_text",
+]
+
+CURVES = "curves.png"
+
+
+# ------------------------------------------------------------------------------------- plumbing
+def write_text(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: NumPy scalars to Python, NaN/Inf to None, tuples to lists, paths to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalar or 0-d array
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(data: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``data`` as indented, strict JSON (NaN becomes null)."""
+    return write_text(Path(path), json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Read a JSON report."""
+    return json.loads(Path(path).read_text())
+
+
+# -------------------------------------------------------------------------------------- history
+def _number(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``history.csv`` as dicts of numbers (empty list if there is no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: _number(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def write_history(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write per-epoch rows as CSV, ``epoch`` first, columns in order of first appearance."""
+    columns: list[str] = ["epoch"]
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _plain(v) for k, v in row.items()})
+    return write_text(Path(path), buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------- curves
+def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(row["epoch"], row[key]) for row in history if isinstance(row.get(key), (int, float))]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """Loss and accuracy per epoch, train and validation, as a PNG (Agg canvas, no pyplot state).
+    Returns ``None`` when the history is empty."""
+    if not history:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+        for key, label, style in ((metric, "train", "-"), (f"val_{metric}", "validation", "--")):
+            x, y = _series(history, key)
+            if x:
+                ax.plot(x, y, style, marker="o" if len(x) < 30 else None, markersize=3, label=label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return write_text(Path(path), buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------- markdown
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None:
+        return "—"
+    if kind == "%" and isinstance(value, (int, float)):
+        return f"{100 * value:.2f}%"
+    if kind == "M" and isinstance(value, (int, float)):
+        return f"{value / 1e6:.2f} M"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(rows: Iterable[tuple[str, str]]) -> list[str]:
+    return ["| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]]
+
+
+def _history_table(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    columns = [c for c in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time_s",
+                           "train_images_per_s") if any(c in row for row in history)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in history:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+    return lines
+
+
+def _yaml_block(data: Any) -> list[str]:
+    return ["```yaml", yaml.safe_dump(_plain(data), sort_keys=False).rstrip(), "```"]
+
+
+def _model_line(model: Mapping[str, Any]) -> str:
+    return (f"{model.get('name')} — {_fmt(model.get('params_trainable'), 'M')} trainable parameters, "
+            f"{_fmt(model.get('flops'), 'M')} multiply-adds per image")
+
+
+def render_run_markdown(report: Mapping[str, Any], curves: str | None = CURVES) -> str:
+    """A readable summary of a training run's report, linking the curves PNG."""
+    model, data = report.get("model", {}), report.get("data", {})
+    final, best, timing = report.get("final") or {}, report.get("best") or {}, report.get("timing", {})
+    evaluation = report.get("evaluation") or {}
+    lines = [f"# {report.get('run_name', 'run')}: {report.get('status', '?')}", ""]
+    if report.get("message"):
+        lines += [f"> {report['message']}", ""]
+    rows = [
+        ("model", _model_line(model)),
+        ("data", (f"{data.get('name')}: {data.get('num_train')} train / {data.get('num_validation')} "
+                  f"validation images, {data.get('num_classes')} classes")),
+        ("epochs", f"{final.get('epoch', 0)} of {report.get('epochs')}"),
+        ("final val accuracy", _fmt(final.get("val_accuracy"), "%")),
+        ("final val loss", _fmt(final.get("val_loss"))),
+        ("best val accuracy", f"{_fmt(best.get('val_accuracy'), '%')} (epoch {_fmt(best.get('epoch'))})"),
+    ]
+    rows += [(f"{split} accuracy / loss (final weights)",
+              f"{_fmt(m.get('accuracy'), '%')} / {_fmt(m.get('loss'))}") for split, m in evaluation.items()]
+    rows += [("training time", f"{_fmt(timing.get('train_time_s'))} s"),
+             ("throughput", f"{_fmt(timing.get('train_images_per_s'))} train images/s")]
+    lines += _table(rows) + [""]
+    if curves and report.get("history"):
+        lines += ["## Curves", "", f"![Loss and accuracy per epoch]({curves})", ""]
+    lines += ["## Recipe", ""] + _yaml_block(report.get("recipe", {})) + [""]
+    lines += ["## Settings", ""] + _yaml_block(report.get("settings", {})) + [""]
+    lines += ["## Environment", ""] + _yaml_block(report.get("environment", {})) + [""]
+    if report.get("history"):
+        lines += ["## History", ""] + _history_table(report["history"]) + [""]
+    return "\n".join(lines)
+
+
+def write_run_report(report: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``curves.png`` (when there is a history) and ``report.md``."""
+    directory = Path(directory)
+    paths = {"json": write_json(report, directory / "report.json")}
+    title = f"{report.get('run_name', '')} ({(report.get('model') or {}).get('name', '')})"
+    png = plot_curves(report.get("history") or [], directory / CURVES, title=title)
+    if png:
+        paths["curves"] = png
+    paths["markdown"] = write_text(directory / "report.md",
+                                      render_run_markdown(report, CURVES if png else None))
+    return paths
+
+
+def render_eval_markdown(report: Mapping[str, Any]) -> str:
+    """A readable summary of an evaluation report."""
+    model, data, metrics = report.get("model", {}), report.get("data", {}), report.get("metrics", {})
+    lines = [f"# Evaluation of {report.get('weights', '?')}", ""]
+    rows = [
+        ("model", _model_line(model)),
+        ("data", f"{data.get('name')} split {report.get('split')!s}: {data.get('num_examples')} images"),
+    ]
+    rows += [(name, _fmt(value, "%" if "accuracy" in name or name.startswith("top") else ""))
+             for name, value in metrics.items()]
+    rows += [("time", f"{_fmt(report.get('timing', {}).get('eval_time_s'))} s"),
+             ("throughput", f"{_fmt(report.get('timing', {}).get('images_per_s'))} images/s")]
+    lines += _table(rows) + [""]
+    lines += ["## Environment", ""] + _yaml_block(report.get("environment", {})) + [""]
+    return "\n".join(lines)
+
+
+def write_eval_report(report: Mapping[str, Any], directory: str | Path,
+                      stem: str = "eval_report") -> dict[str, Path]:
+    """Write ``eval_report.json`` and ``eval_report.md``."""
+    directory = Path(directory)
+    return {"json": write_json(report, directory / f"{stem}.json"),
+            "markdown": write_text(directory / f"{stem}.md", render_eval_markdown(report))}
