@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = training.add_eval_arguments(sub.add_parser("eval", help="evaluate a run or weights on a dataset split"))
     p.set_defaults(func=training.eval_from_args)
 
+    from zoo import study as studies, tune as tuning  # tune/study arguments live beside their functions
+
+    tuning.add_tune_arguments(sub.add_parser("tune", help="keras-tuner search over a recipe's downsampling choices"))
+    studies.add_study_arguments(sub.add_parser("study", help="pool-or-stride studies across architectures"))
+
     from zoo.weights.commands import register as register_weight_commands
 
     register_weight_commands(sub, parse_options)

@@ -241,7 +241,7 @@ def _yaml_load(text: str, where: str) -> Any:
 
 def dump(recipe: Recipe) -> str:
     """The resolved recipe as YAML text (sections in schema order)."""
-    return yaml.safe_dump(resolve(recipe), sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(resolve(recipe), sort_keys=False, default_flow_style=None, allow_unicode=True)
 
 
 # ---------------------------------------------------------------------------------- finding files

@@ -172,7 +172,7 @@ def _history_table(history: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _yaml_block(data: Any) -> list[str]:
-    return ["```yaml", yaml.safe_dump(_plain(data), sort_keys=False).rstrip(), "```"]
+    return ["```yaml", yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True).rstrip(), "```"]
 
 
 def _model_line(model: Mapping[str, Any]) -> str:

@@ -109,7 +109,7 @@ def convert(model_name: str, src: Any, **options: Any):
                 a.drop([f"{layer.name}/{v.name}" for v in layer.weights], "the target has no classifier")
             continue  # reported as unused by finish()
         dst = model.get_layer(target)
-        if type(dst) is not type(layer):
+        if not (isinstance(dst, type(layer)) or isinstance(layer, type(dst))):  # subclasses share weights
             raise ConversionError(f"{layer.name} ({type(layer).__name__}) maps onto {target} ({type(dst).__name__}).")
         if isinstance(layer, layers.BatchNormalization) and abs(layer.epsilon - dst.epsilon) > 1e-12:
             raise ConversionError(f"{layer.name} has BN epsilon {layer.epsilon}, {target} {dst.epsilon}: build the "
