@@ -50,6 +50,7 @@ __all__ = [
     "TrainingDiverged",
     "add_eval_arguments",
     "add_train_arguments",
+    "compile_model",
     "eval_from_args",
     "evaluate",
     "main",
@@ -414,6 +415,12 @@ def _compile(model: keras.Model, recipe: Recipe, data: Data) -> None:
     loss, metrics = _loss_and_metrics(recipe, data.info.num_classes, recipe.train.label_smoothing > 0)
     model.compile(optimizer=make_optimizer(recipe, model, data.steps_per_epoch), loss=loss, metrics=metrics,
                   jit_compile=recipe.train.jit_compile, steps_per_execution=recipe.train.steps_per_execution)
+
+
+def compile_model(model: keras.Model, recipe: Recipe, data: Data) -> None:
+    """Compile ``model`` as :func:`train` does: the recipe's optimizer, schedule, weight decay,
+    loss and metrics (for callers that run their own ``fit``, e.g. :mod:`zoo.tune`)."""
+    _compile(model, recipe, data)
 
 
 # ---------------------------------------------------------------------------------------- fit

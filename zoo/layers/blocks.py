@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from keras import layers
 
+from zoo.layers.ops import fused_batch_norm
+
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
-    """BatchNorm over channels (last axis)."""
-    return layers.BatchNormalization(axis=-1, epsilon=epsilon, momentum=BN_MOMENTUM, name=name)(x)
+    """BatchNorm over channels (last axis): Keras' layer, computed by TensorFlow's fused kernel
+    (:func:`zoo.layers.ops.fused_batch_norm`; same class, weights and statistics)."""
+    return fused_batch_norm(axis=-1, epsilon=epsilon, momentum=BN_MOMENTUM, name=name)(x)
 
 
 def conv(x, filters: int, kernel_size: int, *, strides: int = 1, padding: str = "same", dilation_rate: int = 1,

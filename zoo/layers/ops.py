@@ -1,5 +1,8 @@
-"""Small custom layers the downsampling choices need; serializable with ``.keras`` files."""
+"""Small custom layers the downsampling choices need (serializable with ``.keras`` files) and the
+fused BatchNormalization the blocks use."""
 from __future__ import annotations
+
+import types
 
 import numpy as np
 import keras
@@ -113,3 +116,71 @@ class ZeroChannelPad(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "extra": self.extra}
+
+
+CUDNN_MIN_EPSILON = 1.001e-5
+
+
+def fused_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
+    """A ``keras.layers.BatchNormalization(**kwargs)`` — the same class, weights, names and config
+    — whose training ``call`` runs TensorFlow's fused kernel where it applies.
+
+    Keras 3 normalises with separate ops (``moments``, then ``batch_normalization``: several passes
+    over the activations forward and more backward); TensorFlow's ``FusedBatchNormV3`` does it in
+    one pass each way (oneDNN on CPU). On the project's 2-core CPU a ResNet-20 training step used
+    about a quarter less CPU time with it (see ``zoo/bench.py``). The statistics are Keras': the
+    moving variance is updated from the *biased* batch variance, and outputs and gradients agree
+    to float32 rounding.
+
+    The fused path is taken in training for 4-D channels-last inputs on the TensorFlow backend
+    without a mask, renorm or synchronisation (and on a GPU only when ``epsilon`` reaches cuDNN's
+    minimum, 1.001e-5); inference and everything else run Keras' own ``call``, so predictions are
+    exactly a plain BatchNormalization's. The class stays Keras' own so that converters and
+    ``.keras`` files see a plain BatchNormalization (a reloaded model trains with Keras' unfused
+    code: the same numbers to rounding, slower).
+    """
+    layer = keras.layers.BatchNormalization(**kwargs)
+    layer.call = types.MethodType(_fused_call, layer)
+    return layer
+
+
+def is_fused(layer) -> bool:
+    """Whether ``layer`` was made by :func:`fused_batch_norm`."""
+    return getattr(getattr(layer, "call", None), "__func__", None) is _fused_call
+
+
+def _fusable(layer, inputs, training, mask) -> bool:
+    if keras.backend.backend() != "tensorflow" or mask is not None or layer.renorm or layer.synchronized:
+        return False
+    if len(inputs.shape) != 4 or layer.axis not in (-1, 3) or not (training is None or isinstance(training, bool)):
+        return False
+    if layer.epsilon < CUDNN_MIN_EPSILON:
+        import tensorflow as tf
+
+        return not tf.config.list_physical_devices("GPU")
+    return True
+
+
+def _fused_call(self, inputs, training=None, mask=None):
+    if not (training and self.trainable) or not _fusable(self, inputs, training, mask):
+        # inference (moving statistics) stays Keras' code: outputs are bit-identical to a plain
+        # BatchNormalization's, before and after a .keras round trip
+        return keras.layers.BatchNormalization.call(self, inputs, training=training, mask=mask)
+    import tensorflow as tf
+
+    x = tf.cast(inputs, "float32")  # Keras also normalises in float32 under mixed precision
+    channels = x.shape[-1]
+    gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones((channels,), "float32")
+    beta = tf.cast(self.beta, "float32") if self.center else tf.zeros((channels,), "float32")
+    empty = tf.constant([], "float32")
+    y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=self.epsilon,
+        exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+    n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), "float32")
+    # the kernel returns the unbiased (n / (n - 1)) variance; Keras averages the biased one
+    variance = tf.where(n > 1.0, variance * (n - 1.0) / tf.maximum(n, 1.0), tf.zeros_like(variance))
+    moving_mean = tf.cast(self.moving_mean, "float32")
+    moving_variance = tf.cast(self.moving_variance, "float32")
+    self.moving_mean.assign(moving_mean * self.momentum + mean * (1.0 - self.momentum))
+    self.moving_variance.assign(moving_variance * self.momentum + variance * (1.0 - self.momentum))
+    return tf.cast(y, self.compute_dtype)
