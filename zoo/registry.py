@@ -16,7 +16,9 @@ import fnmatch
 import importlib
 import inspect
 import re
+import sys
 import types
+from contextlib import contextmanager
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -246,6 +248,18 @@ def resolve_plan(name: str, **options: Any) -> SitePlan:
     return SitePlan.create(entry.family.sites(entry.config, **family), opts.downsample, opts.output_stride, entry.name)
 
 
+@contextmanager
+def _deep_graph_recursion(limit: int = 5000):
+    """Keras walks a functional graph recursively; ResNet-1202's ~4,000 nodes exceed Python's default
+    limit of 1,000 frames. Raise it while a model is assembled, then restore it."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def build(name: str, **options: Any) -> keras.Model:
     """Build registered model ``name``; see :class:`CommonOptions` and the family's options.
 
@@ -260,8 +274,9 @@ def build(name: str, **options: Any) -> keras.Model:
     inputs = keras.Input(shape=shape, name="image")
     if "dropout" in inspect.signature(entry.family.trunk).parameters:  # dropout inside the trunk (All-CNN)
         family_opts["dropout"] = opts.dropout
-    trunk = entry.family.trunk(inputs, entry.config, plan, **family_opts)
-    model = _assemble(entry, opts, inputs, trunk)
+    with _deep_graph_recursion():
+        trunk = entry.family.trunk(inputs, entry.config, plan, **family_opts)
+        model = _assemble(entry, opts, inputs, trunk)
     model.zoo_sites = sites_table(plan.sites, plan.taken)
     return model
 
