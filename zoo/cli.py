@@ -125,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_tune_arguments(sub.add_parser("tune", help="keras-tuner search over a recipe's downsampling choices"))
     studies.add_study_arguments(sub.add_parser("study", help="pool-or-stride studies across architectures"))
 
+    from zoo import bench as benchmarks, distributed
+
+    p = benchmarks.add_bench_arguments(sub.add_parser(
+        "bench", help="throughput: train/infer step, --sweep, --peers, --pipeline, --settings"))
+    p.set_defaults(func=benchmarks.bench_from_args)
+    p = distributed.add_distributed_arguments(sub.add_parser(
+        "train-distributed", help="train a recipe on several workers/GPUs (tf.distribute)"))
+    p.set_defaults(func=distributed.run_from_args)
+
     from zoo.weights.commands import register as register_weight_commands
 
     register_weight_commands(sub, parse_options)

@@ -562,6 +562,9 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     validate_recipe(recipe)
     run = prepare_run_dir(recipe, run_dir, overwrite)
     runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)
+    from zoo import bench  # the per-device fastest settings, measured in zoo/bench.py
+
+    bench.apply_training_settings(recipe)
     data = load_data(recipe)
     normalization = zdata.normalization_layer(recipe.data.normalization, data.raw_train)
     model, net = build_model(recipe, data.info, normalization)
