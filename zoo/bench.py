@@ -1057,18 +1057,10 @@ def bench_pipeline(source: Any = "embedded", batch_size: int = 128, augment: Seq
 
 
 # ---------------------------------------------------------------------------------------- CLI
-def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    import yaml
+def _registry():
+    from zoo import registry  # imported late: keeps `zoo bench --help` free of TensorFlow
 
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise _error(f"option {pair!r} must look like key=value (YAML values: -o layout=keras).")
-        options[key.strip()] = yaml.safe_load(value)
-    if isinstance(options.get("input_shape"), list):
-        options["input_shape"] = tuple(options["input_shape"])
-    return options
+    return registry
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -1149,7 +1141,7 @@ def _bench_from_args(args: argparse.Namespace) -> int:
         rows = sweep(args.name or "resnet20", sizes, batch_size=args.batch_size or 128, steps=args.steps or 15,
                      warmup=args.warmup, repeats=args.repeats, mode=args.mode, csv_path=csv_path, record=record,
                      log=(lambda s: None) if args.json else _print, threads=args.threads,
-                     **_parse_options(args.option))
+                     **_registry().parse_options(args.option))
         if args.json:
             print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -1180,7 +1172,7 @@ def _bench_from_args(args: argparse.Namespace) -> int:
     if not args.name:
         raise _error("name a model (zoo bench resnet20), or use --sweep, --peers, --pipeline or --settings.")
     result = bench(args.name, args.mode, args.batch_size, args.precision, args.steps or 20, args.warmup,
-                   jit_compile=_parse_jit(args.jit_compile), **_parse_options(args.option))
+                   jit_compile=_parse_jit(args.jit_compile), **_registry().parse_options(args.option))
     text = _model_line(result)
     if record:
         text += f"\nappended to {append_csv(result, csv_path)}"

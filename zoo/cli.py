@@ -9,27 +9,13 @@ from typing import Any, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from zoo.errors import ZooError
+from zoo.registry import parse_options  # noqa: F401  (re-exported: -o key=value parsing)
 
 console = Console()
-
-
-def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``["num_classes=10", "downsample={stage*: max}"]`` → dict, values parsed as YAML."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ZooError(f"option {pair!r} must look like key=value (values are YAML: 10, max, '{{stage3: avg}}').")
-        options[key.strip()] = yaml.safe_load(value)
-    for key in ("input_shape", "out_indices"):
-        if isinstance(options.get(key), list):
-            options[key] = tuple(options[key])
-    return options
 
 
 def _fmt_params(n: Any) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 import keras
+import yaml
 from keras import layers
 
 from zoo.errors import ZooError, unknown
@@ -308,3 +309,17 @@ def _assemble(entry: ModelEntry, opts: CommonOptions, inputs, trunk: Trunk) -> k
     elif opts.pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["num_classes=10", "downsample={stage*: max}"]`` → dict, values parsed as YAML."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ZooError(f"option {pair!r} must look like key=value (values are YAML: 10, max, '{{stage3: avg}}').")
+        options[key.strip()] = yaml.safe_load(value)
+    for key in ("input_shape", "out_indices"):
+        if isinstance(options.get(key), list):
+            options[key] = tuple(options[key])
+    return options
