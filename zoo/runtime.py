@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import shlex
@@ -36,14 +37,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str | None:
+@functools.cache
+def git_commit() -> str | None:
+    """The checkout's short commit, ``+dirty`` when tracked files differ from it; ``None`` outside
+    git. Cached: the first call (made when a run starts) is what every report of this process
+    records, so a commit made while a long run trains does not relabel it."""
     root = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=5, check=False)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=5, check=False)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=root, capture_output=True,
+                               timeout=5, check=False).returncode == 1
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def environment() -> dict[str, Any]:
@@ -64,5 +73,5 @@ def environment() -> dict[str, Any]:
         "devices": sorted(set(devices)),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }

@@ -558,6 +558,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     (``overwrite=True`` starts afresh) and :class:`TrainingDiverged` on NaN with
     ``train.nan_policy: raise``."""
     started = time.perf_counter()
+    runtime.git_commit()  # the commit at launch is the one the report records
     recipe = load_recipe(recipe, overrides)
     validate_recipe(recipe)
     run = prepare_run_dir(recipe, run_dir, overwrite)

@@ -1013,6 +1013,7 @@ def tune(recipe: str | Path | Recipe | Mapping, *, sites: str = "each", choices:
     Every bad input (recipe, site, choice, empty space, impossible budget, existing project) is
     a :class:`TuneError`/``ZooError``/``RecipeError`` before any training. Returns the trials and
     the study (``study.json``); the chief or a standalone search writes the report files."""
+    runtime.git_commit()  # the commit at launch is the one the report records
     if oracle not in ORACLES:
         raise TuneError(f"oracle={oracle!r} must be one of {', '.join(ORACLES)}.")
     if isolate not in ISOLATION:
