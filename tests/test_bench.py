@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -160,7 +161,7 @@ def test_pipeline_bench_delivers_batches():
 def test_choose_settings_per_device():
     cpu = zb.choose_settings("cpu")
     assert (cpu.jit_compile, cpu.precision, cpu.onednn, cpu.data_format) == (False, "float32", True, "channels_last")
-    assert any("478" in e for e in cpu.evidence)
+    assert any("sweep-resnet20.csv" in e for e in cpu.evidence)
     gpu = zb.choose_settings("gpu")
     assert gpu.jit_compile is True and gpu.precision == "mixed_float16"
     assert zb.choose_settings().device in ("cpu", "gpu")
@@ -176,6 +177,29 @@ def test_apply_training_settings_keeps_the_recipes_jit(capsys):
     assert s.jit_compile is True and s.precision == "float32" and keras.config.dtype_policy().name == "float32"
     out = capsys.readouterr().out
     assert "settings for cpu" in out and "train.jit_compile=false" in out
+
+
+def test_cpu_defaults_agree_with_the_recorded_sweep():
+    """The committed idle sweep must support choose_settings('cpu'): XLA and oneDNN-off slower."""
+    path = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "sweep-resnet20.csv"
+    rows = {r["config"]: float(r["samples_per_sec"]) for r in csv.DictReader(path.open())}
+    default = rows["float32 jit=False b128"]
+    assert rows["float32 jit=True b128"] < default and rows["float32 jit=False b128 oneDNN off"] < default
+    assert any(f"{default:.0f} img/s" in e for e in zb.choose_settings("cpu").evidence)
+
+
+def test_recipe_precision_overrides_the_device_choice(capsys):
+    from zoo.recipes import RecipeError, load_recipe
+
+    recipe = load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"precision": "mixed_bfloat16"}})
+    try:
+        s = zb.apply_training_settings(recipe, "cpu")
+        assert s.precision == "mixed_bfloat16" and keras.config.dtype_policy().name == "mixed_bfloat16"
+        assert "train.precision=auto" in capsys.readouterr().out
+    finally:
+        keras.config.set_dtype_policy("float32")
+    with pytest.raises(RecipeError, match="precision"):
+        load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"precision": "fp8"}})
 
 
 # ------------------------------------------------------------------------- fused batch norm

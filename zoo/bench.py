@@ -568,12 +568,13 @@ class Settings:
 # Measured on the project's 2-core x86-64 CPU (TensorFlow 2.21, Keras 3.15), ResNet-20 train step at
 # batch 128; re-measure with `zoo bench --sweep` (on an idle machine).
 CPU_EVIDENCE = (
-    "ResNet-20 train step, batch 128, 2-core x86-64, TF 2.21 / Keras 3.15: jit_compile=False 478 img/s, "
-    "'auto' 298, True 187 (shared/reference/stack-notes.md, with Keras' unfused BatchNorm)",
-    "with zoo's fused BatchNorm, 3 interleaved rounds on a busy machine: jit_compile=False 527 img/s, "
-    "True 231 (XLA still 2.3x slower), 'auto' 486",
-    "mixed_bfloat16 334 img/s vs float32 478 (bfloat16 casts cost more than they save on this CPU)",
-    "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): 187 img/s vs 478 on",
+    "ResNet-20 train step, batch 128, 2-core AMD EPYC, TF 2.21 / Keras 3.15, fused BatchNorm, idle CPU, "
+    "3 interleaved rounds (results/benchmarks/sweep-resnet20.csv, 2026-11-23): jit_compile=False 1010 img/s, "
+    "True 448 (XLA 2.3x slower), 'auto' 1006",
+    "mixed_bfloat16 1179 img/s (1.17x float32) in the same sweep, but not the default: bfloat16 keeps "
+    "8 bits of mantissa and no budget recipe has been validated with it (train.precision=mixed_bfloat16 "
+    "opts in; with Keras' unfused BatchNorm it was slower, 334 vs 478 img/s)",
+    "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0): 365 img/s vs 1010 on; inter_op=1: 967; batch 64 / 256: 1005 / 995",
     "channels_last is the only layout TensorFlow's CPU convolutions train in",
 )
 GPU_EVIDENCE = (
@@ -605,22 +606,28 @@ def choose_settings(device: str | None = None) -> Settings:
 
 def apply_training_settings(recipe: Any = None, device: str | None = None, *, verbose: bool = True) -> Settings:
     """The hook ``zoo train`` calls before building its model: picks :func:`choose_settings`,
-    sets the Keras dtype policy and image data format, and prints what it chose. The recipe's
-    ``train.jit_compile`` stays in charge of XLA (a recipe is the record of an experiment); when it
+    sets the Keras dtype policy (the recipe's ``train.precision`` unless ``auto``) and image data
+    format, and prints what it chose. The recipe's ``train.jit_compile`` stays in charge of XLA (a recipe is the record of an experiment); when it
     differs from the device's fastest choice this says so, with the override to pass.
 
     Returns the settings in effect (``jit_compile`` as the recipe has it)."""
     import keras
 
     chosen = choose_settings(device)
-    keras.config.set_dtype_policy(chosen.precision)
+    train = getattr(recipe, "train", None)
+    precision = getattr(train, "precision", "auto")
+    precision = chosen.precision if precision == "auto" else precision
+    keras.config.set_dtype_policy(precision)
     keras.config.set_image_data_format(chosen.data_format)
-    jit = getattr(getattr(recipe, "train", None), "jit_compile", chosen.jit_compile)
+    jit = getattr(train, "jit_compile", chosen.jit_compile)
     notes = list(chosen.notes)
     if jit != chosen.jit_compile:
         notes.append(f"the recipe sets train.jit_compile={jit}; on {chosen.device} the fastest is "
                      f"{chosen.jit_compile} (override: train.jit_compile={str(chosen.jit_compile).lower()})")
-    effective = Settings(chosen.device, bool(jit), chosen.precision, chosen.onednn, chosen.data_format,
+    if precision != chosen.precision:
+        notes.append(f"the recipe sets train.precision={precision}; on {chosen.device} the default is "
+                     f"{chosen.precision} (override: train.precision=auto)")
+    effective = Settings(chosen.device, bool(jit), precision, chosen.onednn, chosen.data_format,
                          chosen.steps_per_execution, chosen.evidence, tuple(notes))
     if verbose:
         print(f"zoo.train: settings for {effective.describe()} ({chosen.evidence[0]})", flush=True)

@@ -160,6 +160,8 @@ class TrainSection:
     checkpoint and reports status ``nan``; ``raise`` does the same and then raises.
     ``deterministic`` enables TensorFlow op determinism (bit-identical reruns on one machine).
     ``jit_compile`` is off by default: on this CPU XLA made ResNet-20 2.5x slower.
+    ``precision``: ``auto`` takes the device's choice (:func:`zoo.bench.choose_settings`: float32
+    on CPU, mixed_float16 on GPU), or a Keras dtype policy to force one.
     ``progress``: ``auto`` draws a progress bar on a terminal and one line per epoch otherwise.
     """
 
@@ -172,6 +174,7 @@ class TrainSection:
     jit_compile: bool = False
     steps_per_execution: int = 1
     progress: Literal["auto", "bar", "epoch", "none"] = "auto"
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
 
 
 @dataclass
