@@ -174,3 +174,21 @@ def test_run_name_and_schedule_length():
     r = load_recipe("resnet20-budget")
     assert r.run_name == "resnet20-budget-resnet20" and r.schedule_epochs == r.train.epochs
     assert load_recipe(r, ["output.name=mine", "schedule.epochs=50"]).run_name == "mine"
+
+
+def test_installed_recipes_are_found_under_the_prefix(tmp_path, monkeypatch):
+    """A wheel installs recipes/*.yaml into <prefix>/share/zoo/recipes (pyproject data-files);
+    recipe names resolve there from any working directory."""
+    import sys
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((RECIPES_DIR.parent / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["data-files"]["share/zoo/recipes"]
+    assert sorted(p for pattern in shipped for p in RECIPES_DIR.parent.glob(pattern)) == RECIPE_FILES
+    share = tmp_path / "prefix" / "share" / "zoo" / "recipes"
+    share.mkdir(parents=True)
+    _write(share, "installed-only", {"model": {"name": "resnet20"}})
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
+    monkeypatch.chdir(tmp_path)
+    assert "installed-only" in R.list_recipes()
+    assert load_recipe("installed-only").model.name == "resnet20"

@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import difflib
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -249,8 +250,10 @@ def dump(recipe: Recipe) -> str:
 
 # ---------------------------------------------------------------------------------- finding files
 def recipe_dirs() -> list[Path]:
-    """Folders searched for recipe names: ``./recipes`` and the repository's ``recipes/``."""
-    dirs = [Path.cwd() / "recipes", Path(__file__).resolve().parent.parent / "recipes"]
+    """Folders searched for recipe names: ``./recipes``, the repository's ``recipes/`` (a checkout or
+    an editable install) and ``<prefix>/share/zoo/recipes`` (where a wheel installs them)."""
+    dirs = [Path.cwd() / "recipes", Path(__file__).resolve().parent.parent / "recipes",
+            Path(sys.prefix) / "share" / "zoo" / "recipes"]
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
