@@ -171,15 +171,19 @@ def test_parsing_helpers():
 @pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
 def test_oracles_and_uniform_first(kind):
     space = ztune.SearchSpace.create(load_recipe(TINY))
-    if kind == "bayesian" and importlib.util.find_spec("sklearn") is None:  # keras-tuner[bayesian] not installed
-        with pytest.raises(ztune.TuneError, match=r"needs .*scikit-learn.*keras-tuner\[bayesian\]"):
-            ztune._make_oracle(kind, space, max_trials=7, seed=0, epochs=3, uniform_first=True)
-        return
     oracle = ztune._make_oracle(kind, space, max_trials=7, seed=0, epochs=3, uniform_first=True)
     assert oracle.max_trials == 7 and oracle.max_consecutive_failed_trials > 7  # rejections never stop it
     if kind != "hyperband":  # the uniform configurations come first: all-max, all-avg, ...
         assert [v["ds/pool1"] for v in oracle.zoo_initial] == list(ztune.DEFAULT_CHOICES)
         assert all(v["ds/pool1"] == v["ds/pool2"] for v in oracle.zoo_initial)
+
+
+def test_bayesian_oracle_without_its_extras_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    space = ztune.SearchSpace.create(load_recipe(TINY))
+    with pytest.raises(ztune.TuneError, match=r"needs scikit-learn .*keras-tuner\[bayesian\]"):
+        ztune._make_oracle("bayesian", space, max_trials=7, seed=0, epochs=3, uniform_first=True)
 
 
 # --------------------------------------------------------------------------------- searching

@@ -66,8 +66,8 @@ Resuming
     different recipe, space, oracle or budget is an error too; ``max_trials`` may grow.
 
 Oracles
-    ``bayesian`` needs scipy and scikit-learn (``pip install 'keras-tuner[bayesian]'``; not a
-    dependency of zoo: asking for it without them is a clear error). ``random`` and ``bayesian``
+    ``bayesian`` needs scipy and scikit-learn (zoo depends on ``keras-tuner[bayesian]``; an
+    environment without them gets a clear error naming the install). ``random`` and ``bayesian``
     start with the *uniform* configurations (every searched site set to one choice: all-max,
     all-avg, all-conv, ...), the direct pool-versus-stride comparisons, unless
     ``uniform_first=False``. ``hyperband`` (``max_epochs`` = the recipe's epochs,
