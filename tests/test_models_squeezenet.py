@@ -116,3 +116,17 @@ def test_too_small_input_is_a_clear_error():
         zoo.build("squeezenet1_0", input_shape=(24, 24, 3))
     assert zoo.build("squeezenet1_0", input_shape=(32, 32, 3)).output.shape == (None, 1000)
     assert zoo.build("squeezenet1_0", stem="cifar", input_shape=(8, 8, 3)).output.shape == (None, 1000)
+
+
+def test_class_relu_option_keeps_or_drops_the_relu_on_the_class_scores():
+    """The published conv10 has a ReLU (scores >= 0); class_relu=False gives signed logits with
+    the same layers and parameter count."""
+    x = np.random.default_rng(0).normal(0, 1, (2, 32, 32, 3)).astype("float32")
+    paper, signed = (zoo.build("squeezenet1_1", stem="cifar", num_classes=10, class_relu=flag) for flag in (True, False))
+    assert paper.count_params() == signed.count_params()
+    signed.set_weights(paper.get_weights())
+    head = paper.get_layer("conv10").output
+    scores = keras.Model(paper.inputs, head)(x).numpy()
+    raw = keras.Model(signed.inputs, signed.get_layer("conv10").output)(x).numpy()
+    assert (scores >= 0).all() and (raw < 0).any()
+    np.testing.assert_allclose(scores, np.maximum(raw, 0), atol=1e-5)

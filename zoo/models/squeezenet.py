@@ -92,11 +92,13 @@ def fire(x, squeeze: int, expand1x1: int, expand3x3: int, *, dilation: int = 1, 
 
 def squeezenet_trunk(inputs, cfg: SqueezeNetConfig, plan: SitePlan, *,
                      bypass: Literal["none", "simple", "complex"] = "none",
-                     stem: Literal["imagenet", "cifar"] = "imagenet") -> Trunk:
+                     stem: Literal["imagenet", "cifar"] = "imagenet", class_relu: bool = True) -> Trunk:
     """conv1 → fire modules and pools → (head: dropout, conv10, ReLU, global average).
 
     ``bypass``: ``none`` (the published 1.0 / 1.1), ``simple`` or ``complex`` (§6). ``stem``:
     ``imagenet`` or ``cifar`` (no downsampling at ``stem`` and ``pool1`` by default, for 32×32).
+    ``class_relu=False`` drops the published ReLU on the class scores (conv10), which can die
+    (every score 0, no gradient) early in a short high-learning-rate schedule.
     """
     k, width = cfg.conv1
     choice, dilation = plan.take("stem")
@@ -126,7 +128,7 @@ def squeezenet_trunk(inputs, cfg: SqueezeNetConfig, plan: SitePlan, *,
         x = layers.Dropout(dropout, name="head_dropout")(x) if dropout else x
         # torchvision initialises the class convolution with N(0, 0.01)
         x = _conv(x, filters=num_classes, kernel_size=1, kernel_initializer=keras.initializers.RandomNormal(0.0, 0.01),
-                  name="conv10")
+                  activation="relu" if class_relu else None, name="conv10")
         return layers.GlobalAveragePooling2D(name="avg_pool")(x)
 
     return Trunk(features, head, default_dropout=0.5)
