@@ -122,7 +122,7 @@ def test_class_relu_option_keeps_or_drops_the_relu_on_the_class_scores():
     """The published conv10 has a ReLU (scores >= 0); class_relu=False gives signed logits with
     the same layers and parameter count."""
     x = np.random.default_rng(0).normal(0, 1, (2, 32, 32, 3)).astype("float32")
-    paper, signed = (zoo.build("squeezenet1_1", stem="cifar", num_classes=10, class_relu=flag) for flag in (True, False))
+    paper, signed = (zoo.build("squeezenet1_1", stem="cifar", num_classes=10, input_shape=(32, 32, 3), class_relu=flag) for flag in (True, False))
     assert paper.count_params() == signed.count_params()
     signed.set_weights(paper.get_weights())
     head = paper.get_layer("conv10").output
