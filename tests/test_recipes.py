@@ -192,3 +192,17 @@ def test_installed_recipes_are_found_under_the_prefix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "installed-only" in R.list_recipes()
     assert load_recipe("installed-only").model.name == "resnet20"
+
+
+def test_overrides_may_follow_options_on_the_command_line():
+    """`zoo train R --overwrite train.epochs=3` (argparse alone rejects overrides after an option);
+    anything that is not key=value is still an error."""
+    from zoo.cli import build_parser
+
+    parser = build_parser()
+    args = R.parse_args_with_overrides(parser, ["train", "r.yaml", "a.b=1", "--overwrite", "train.epochs=3"])
+    assert args.overwrite and args.overrides == ["a.b=1", "train.epochs=3"]
+    with pytest.raises(SystemExit):
+        R.parse_args_with_overrides(parser, ["train", "r.yaml", "--overwrite", "--bogus"])
+    with pytest.raises(SystemExit):
+        R.parse_args_with_overrides(parser, ["info", "resnet20", "a=1"])  # a command without overrides

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zoo.errors import ZooError
+from zoo.recipes import parse_args_with_overrides
 from zoo.registry import parse_options  # noqa: F401  (re-exported: -o key=value parsing)
 
 console = Console()
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args_with_overrides(parser, argv)
     try:
         return args.func(args)
     except ZooError as err:

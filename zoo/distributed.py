@@ -436,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m zoo.distributed RECIPE [overrides...] [--workers H:P,... --index I]``."""
     parser = add_distributed_arguments(argparse.ArgumentParser(
         prog="python -m zoo.distributed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run_from_args(parser.parse_args(argv))
+    from zoo.recipes import parse_args_with_overrides
+
+    return run_from_args(parse_args_with_overrides(parser, argv))
 
 
 if __name__ == "__main__":

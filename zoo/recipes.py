@@ -24,6 +24,7 @@ by :func:`zoo.registry.build` when the model is built.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import difflib
@@ -284,6 +285,20 @@ def find_recipe(name: str | Path, relative_to: Path | None = None) -> Path:
         f"no recipe {str(name)!r}: not a file and not in {', '.join(map(str, recipe_dirs())) or 'any recipes/ folder'}."
         f"{hint} Known recipes: {', '.join(known) or 'none'}."
     )
+
+
+# ------------------------------------------------------------------------------ command lines
+def parse_args_with_overrides(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None):
+    """``parser.parse_args`` that also takes ``key=value`` overrides after options
+    (``zoo train R --overwrite train.epochs=3``), which argparse alone rejects once an option has
+    ended the positional ``overrides``. Anything else left over is the usual argparse error."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and not isinstance(getattr(args, "overrides", None), list)):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 # --------------------------------------------------------------------------------------- loading

@@ -39,7 +39,7 @@ from zoo import flops as zflops
 from zoo import registry, runtime
 from zoo import report as zreport
 from zoo.errors import ZooError
-from zoo.recipes import Recipe, RecipeError, dump, load_recipe, resolve, same_experiment
+from zoo.recipes import Recipe, RecipeError, dump, load_recipe, parse_args_with_overrides, resolve, same_experiment
 
 __all__ = [
     "EvalResult",
@@ -787,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m zoo.train RECIPE [overrides...] [--run-dir D] [--overwrite]``."""
     parser = add_train_arguments(argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__,
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
-    return run_from_args(parser.parse_args(argv))
+    return run_from_args(parse_args_with_overrides(parser, argv))
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ from zoo import report as zreport
 from zoo import train as ztrain
 from zoo.errors import ZooError, unknown
 from zoo.layers.downsample import CHOICE_OPTIONS, Choice, Site
-from zoo.recipes import Recipe, RecipeError, load_recipe, resolve, same_experiment
+from zoo.recipes import Recipe, RecipeError, load_recipe, parse_args_with_overrides, resolve, same_experiment
 
 __all__ = [
     "DEFAULT_CHOICES",
@@ -1192,7 +1192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _child_main(argv[1])
     parser = add_tune_arguments(argparse.ArgumentParser(prog="python -m zoo.tune", description=__doc__,
                                                         formatter_class=argparse.RawDescriptionHelpFormatter))
-    return tune_from_args(parser.parse_args(argv))
+    return tune_from_args(parse_args_with_overrides(parser, argv))
 
 
 if __name__ == "__main__":
