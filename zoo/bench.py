@@ -50,6 +50,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.bench_peers import time_steps
+
 __all__ = [
     "MODES",
     "PRECISIONS",
@@ -332,12 +334,7 @@ class _KerasRunner:
             self.model.predict_on_batch(self.x)
 
     def measure(self, steps: int) -> list[float]:
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            self.step()
-            times.append(time.perf_counter() - start)
-        return times
+        return time_steps(self.step, steps)
 
 
 def _check_common(mode: str, batch_size: Any, steps: Any, warmup: Any) -> None:

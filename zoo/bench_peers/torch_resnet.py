@@ -15,11 +15,11 @@ the fastest PyTorch CPU configuration measured on this stack (~670 img/s for Res
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from zoo.bench_peers import time_steps
 
 __all__ = ["BUILDERS", "TorchRunner", "resnet20", "resnet50"]
 
@@ -185,9 +185,4 @@ class TorchRunner:
         self._sync()
 
     def measure(self, steps: int) -> list[float]:
-        times = []
-        for _ in range(steps):
-            start = time.perf_counter()
-            self.step()
-            times.append(time.perf_counter() - start)
-        return times
+        return time_steps(self.step, steps)
