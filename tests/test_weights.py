@@ -96,7 +96,8 @@ def test_publish_then_load_by_name_round_trip(run_dir, env):
 
     assert build("resnet20", weights="cifar10", include_preprocessing=False).name == "resnet20"
     assert build("resnet20").name == "resnet20"
-    assert weights_table()[0]["where"] == "local" and "test accuracy" in weights_table()[0]["metric"]
+    row = weights_table("resnet20")[0]
+    assert row["where"] == "local" and "test accuracy" in row["metric"]
 
 
 def test_float16_publication_halves_the_file_and_stays_close(run_dir, env):
@@ -154,6 +155,46 @@ def test_corrupted_file_is_refused_with_a_clear_error(run_dir, env):
         load_weights("resnet20", "cifar10")
     assert str(path) in str(err.value)
     assert path.exists()  # packaged files are never deleted
+
+
+# ------------------------------------------------------------------------------------- shards
+def test_a_large_file_is_packaged_as_verified_shards(run_dir, env):
+    whole = (run_dir / "model.weights.h5").stat().st_size
+    entry = publish(run_dir, "cifar10", manifest=env["manifest"], shard_bytes=2**20)
+    assert entry.file is None and len(entry.shards) == -(-whole // 2**20)
+    files = entry.packaged_files()
+    assert [p.name for p in files] == [f"resnet20-cifar10-{entry.sha256[:8]}.weights.h5.shard{i:02d}"
+                                       for i in range(len(files))]
+    assert all(p.stat().st_size <= 2**20 for p in files) and sum(p.stat().st_size for p in files) == entry.size
+    assert not (env["manifest"].parent / "files" / files[0].name.rsplit(".", 1)[0]).exists()
+    assert get_weights("resnet20", "cifar10").where() == "local"
+    out = load_weights("resnet20", "cifar10")(_rgb(), training=False).numpy()
+    np.testing.assert_allclose(out, _expected(run_dir), atol=1e-5)
+    assert store.sha256_file(entry.cache_path()) == entry.sha256  # joined once into the cache
+
+
+def test_a_corrupted_shard_is_named_and_a_corrupted_join_is_redone(run_dir, env):
+    entry = publish(run_dir, "cifar10", manifest=env["manifest"], shard_bytes=2**20)
+    cached = entry.cache_path()
+    cached.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="Joining the packaged shards again"):
+        load_weights("resnet20", "cifar10")
+    assert store.sha256_file(cached) == entry.sha256
+    cached.unlink()
+    shard = entry.packaged_files()[1]
+    shard.write_bytes(shard.read_bytes()[:-1] + b"x")
+    with pytest.raises(ChecksumError, match=rf"shard {shard.name} of resnet20:cifar10 .* is published"):
+        load_weights("resnet20", "cifar10")
+    assert not cached.exists()
+
+
+def test_republishing_removes_the_old_shards(run_dir, env):
+    old = publish(run_dir, "cifar10", manifest=env["manifest"], shard_bytes=2**20)
+    new = publish(run_dir, "cifar10", manifest=env["manifest"], dtype="float16", overwrite=True, verify=False)
+    assert new.file is not None and (env["manifest"].parent / new.file).exists()
+    assert not any(p.exists() for p in old.packaged_files())
+    with pytest.raises(WeightsError, match="at least 1 MiB"):
+        publish(run_dir, "cifar10", manifest=env["manifest"], overwrite=True, shard_bytes=1000)
 
 
 def test_unknown_tag_lists_the_available_ones(run_dir, env):

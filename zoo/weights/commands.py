@@ -39,7 +39,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     entry = publish(args.run_dir, args.tag, dtype=args.dtype, url=args.url, package=not args.no_package,
                     description=args.description, manifest=args.manifest, overwrite=args.overwrite)
-    where = entry.local_file() or entry.cache_path()
+    files = entry.packaged_files()
+    where = ", ".join(map(str, files)) if files else entry.cache_path()
     _console().print(f"published {entry.key}: {where} (sha256 {entry.sha256})", highlight=False)
     if args.no_package:
         _console().print(f"upload {where} to {entry.url}", highlight=False)

@@ -12,6 +12,12 @@ An entry (one object in ``manifest.json``'s ``weights`` list)::
      "metrics": {"test": {"accuracy": 0.9125}}, "recipe": {"name": "resnet20-paper", ...},
      "source": "zoo.train run resnet20-paper-resnet20", "license": null, "created": "2025-01-01T00:00:00Z"}
 
+A file larger than :data:`SHARD_BYTES` is packaged as *shards* instead of ``file``: consecutive byte
+ranges ``files/<name>-<tag>-<sha8>.weights.h5.shard00`` ... each with its own sha256 and size
+(``"shards": [{"file": ..., "sha256": ..., "size": ...}, ...]``), so that no committed file exceeds the
+repository's size limit. Loading verifies every shard, joins them into the cache and verifies the
+whole file against ``sha256``.
+
 Every weights file is the weights of the *inference model* ``raw RGB -> preprocessing layer -> zoo
 model`` (what :mod:`zoo.train` saves as ``model.weights.h5``), so a loaded model takes raw 0..255
 RGB images: the normalisation is part of it, stored with the weights (fitted statistics) and in
@@ -48,6 +54,7 @@ MANIFEST_ENV = "ZOO_WEIGHTS_MANIFEST"
 FORMAT = 1
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+SHARD_BYTES = 16 * 2**20  # packaged files above this are split into shards of at most this size
 EXACT_OPTIONS = ("num_classes",)  # options whose change alters the published weights' shapes: never overridable
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -74,28 +81,39 @@ class WeightsEntry:
     description: str = ""
     license: str | None = None
     created: str | None = None
+    shards: Sequence[Mapping[str, Any]] | None = None
     manifest: Path | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.name}:{self.tag}"
 
-    def local_file(self) -> Path | None:
-        """The packaged or local file named by ``file`` (resolved against the manifest's folder)."""
-        if not self.file:
-            return None
-        path = Path(self.file).expanduser()
+    def _resolve(self, name: str) -> Path:
+        path = Path(name).expanduser()
         if not path.is_absolute() and self.manifest is not None:
             path = self.manifest.parent / path
         return path
+
+    def local_file(self) -> Path | None:
+        """The packaged or local file named by ``file`` (resolved against the manifest's folder)."""
+        return self._resolve(self.file) if self.file else None
+
+    def shard_files(self) -> list[Path]:
+        """The packaged shards' paths, in order (empty for an unsharded entry)."""
+        return [self._resolve(s["file"]) for s in self.shards or ()]
+
+    def packaged_files(self) -> list[Path]:
+        """Every file of this entry beside its manifest: ``file`` or the shards."""
+        local = self.local_file()
+        return [local] if local is not None else self.shard_files()
 
     def cache_path(self) -> Path:
         return store.cache_dir() / store.cache_name(self.name, self.tag, self.sha256)
 
     def where(self) -> str:
         """``packaged``, ``cached``, ``remote`` (downloadable) or ``missing``."""
-        local = self.local_file()
-        if local is not None and local.exists():
+        files = self.packaged_files()
+        if files and all(f.exists() for f in files):
             return "packaged" if self.manifest == MANIFEST else "local"
         if self.cache_path().exists():
             return "cached"
@@ -128,8 +146,15 @@ class WeightsEntry:
             raise WeightsError(f"weights entry {entry.key}{where}: sha256 must be 64 hex digits, got {entry.sha256!r}.")
         if not TAG_RE.match(entry.tag):
             raise WeightsError(f"weights entry {entry.key}{where}: a tag is lower-case letters, digits and _.+-.")
-        if not entry.file and not entry.url:
-            raise WeightsError(f"weights entry {entry.key}{where} has neither a 'file' nor a 'url'.")
+        if not entry.file and not entry.url and not entry.shards:
+            raise WeightsError(f"weights entry {entry.key}{where} has neither a 'file', 'shards' nor a 'url'.")
+        if entry.file and entry.shards:
+            raise WeightsError(f"weights entry {entry.key}{where} has both a 'file' and 'shards': keep one.")
+        for i, shard in enumerate(entry.shards or ()):
+            if not (isinstance(shard, Mapping) and isinstance(shard.get("file"), str)
+                    and SHA256_RE.match(str(shard.get("sha256", ""))) and isinstance(shard.get("size"), int)):
+                raise WeightsError(f"weights entry {entry.key}{where}: shard #{i} needs a 'file', a 64-hex 'sha256' "
+                                   f"and an integer 'size', got {shard!r}.")
         if not isinstance(entry.build, Mapping):
             raise WeightsError(f"weights entry {entry.key}{where}: 'build' must be a mapping of build options.")
         return entry
@@ -212,10 +237,30 @@ def get_weights(name: str, tag: str) -> WeightsEntry:
 
 
 # ----------------------------------------------------------------------------------- fetching
+def _join_shards(entry: WeightsEntry, dest: Path) -> Path:
+    """Verify ``entry``'s shards one by one, join them into ``dest`` atomically, verify the whole."""
+    for shard, path in zip(entry.shards or (), entry.shard_files()):
+        store.verify(path, shard["sha256"], what=f"shard {path.name} of {entry.key}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".join", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for path in entry.shard_files():
+                with open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, 2**20)
+        store.verify(tmp, entry.sha256, what=f"the joined shards of {entry.key}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
 def fetch(entry: WeightsEntry, *, offline: bool | None = None, timeout: float = 60.0) -> Path:
-    """A verified local file for ``entry``: packaged/local file, else cache, else download."""
+    """A verified local file for ``entry``: packaged/local file, else cache (where packaged
+    shards are joined), else download."""
     local = entry.local_file()
-    looked: list[str] = []
+    looked: list[str] = [str(p) for p in entry.shard_files()]
     if local is not None:
         looked.append(str(local))
         if local.exists():
@@ -230,9 +275,15 @@ def fetch(entry: WeightsEntry, *, offline: bool | None = None, timeout: float = 
         except ChecksumError as err:
             cached.unlink(missing_ok=True)
             message = f"{err} The cached file was deleted."
+            if entry.shards and all(p.exists() for p in entry.shard_files()):
+                warnings.warn(message + " Joining the packaged shards again.", stacklevel=3)
+                return _join_shards(entry, cached)
             if not entry.url or store.is_offline(offline):
                 raise ChecksumError(message + (" Run again online to download it." if entry.url else "")) from None
             warnings.warn(message + f" Downloading it again from {entry.url}.", stacklevel=3)
+    shards = entry.shard_files()
+    if shards and all(p.exists() for p in shards):
+        return _join_shards(entry, cached)
     if not entry.url:
         raise WeightsNotFound(f"the weights file {cached.name} of {entry.key} is missing: looked at "
                               f"{' and '.join(looked)}, and the entry has no URL.")
@@ -578,7 +629,8 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
                  metrics: Mapping[str, Any] | None = None, recipe: Mapping[str, Any] | None = None,
                  source: str = "", description: str = "", license: str | None = None, dtype: str = "float32",
                  url: str | None = None, package: bool = True, manifest: str | Path | None = None,
-                 files_dir: str | Path | None = None, overwrite: bool = False, verify: bool = True) -> WeightsEntry:
+                 files_dir: str | Path | None = None, overwrite: bool = False, verify: bool = True,
+                 shard_bytes: int | None = SHARD_BYTES) -> WeightsEntry:
     """Publish a weights file as ``name:tag``: copy it (cast to ``dtype``), hash it, write the entry.
 
     ``path`` is an inference model's ``.weights.h5`` (preprocessing layer + model, as
@@ -588,7 +640,8 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
     ``<path>.json``, the sidecar :func:`zoo.weights.convert.convert` writes. With ``package=True`` the file goes into
     ``files_dir`` (default: ``files/`` beside the manifest, i.e. inside the package); with
     ``package=False`` into the download cache, and the entry points at ``url`` only (upload the
-    file there). ``verify`` loads the published file once through the new entry.
+    file there). ``verify`` loads the published file once through the new entry. A packaged file
+    larger than ``shard_bytes`` is stored as shards of at most that size (``None``: never).
     """
     from zoo import registry as models
     from zoo.weights.preprocess import spec_for
@@ -600,6 +653,8 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
         raise WeightsError(f"dtype must be 'float32' or 'float16', got {dtype!r}.")
     if not package and not url:
         raise WeightsError("package=False publishes a URL-only entry: pass url=.")
+    if shard_bytes is not None and shard_bytes < 2**20:
+        raise WeightsError(f"shard_bytes={shard_bytes}: shards must hold at least 1 MiB (2**20 bytes).")
     manifest = Path(manifest) if manifest is not None else MANIFEST
     if build is None or preprocessing is None:
         sidecar = Path(f"{path}.json")
@@ -640,14 +695,15 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-    file_field = None
-    if package:
-        try:
-            file_field = final.relative_to(manifest.parent).as_posix()
-        except ValueError:
-            file_field = str(final.resolve())
+    size = final.stat().st_size
+    file_field, shards = None, None
+    if package and shard_bytes is not None and size > shard_bytes:
+        shards = [{"file": _manifest_relative(p, manifest), "sha256": store.sha256_file(p), "size": p.stat().st_size}
+                  for p in _split_file(final, shard_bytes)]
+    elif package:
+        file_field = _manifest_relative(final, manifest)
     entry = WeightsEntry(
-        name=name, tag=tag, sha256=sha, file=file_field, url=url, size=final.stat().st_size, dtype=dtype, build=build,
+        name=name, tag=tag, sha256=sha, file=file_field, shards=shards, url=url, size=size, dtype=dtype, build=build,
         classes=list(classes) if classes is not None else None, preprocessing=prep, metrics=dict(metrics or {}),
         recipe=dict(recipe) if recipe is not None else None, source=source, description=description, license=license,
         created=datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
@@ -657,19 +713,38 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
         _build_entry_model(entry, fetch(entry, offline=True))
     with _locked(manifest):
         old = _write_manifest(manifest, entry, overwrite)
-    if old is not None and old.local_file() is not None and old.sha256 != entry.sha256:
-        stale = old.local_file()
-        still_used = any(e.local_file() == stale for e in read_manifest(manifest))
-        if stale.exists() and not still_used and stale.parent.resolve() == target_dir.resolve():
-            stale.unlink()
+    if old is not None and old.sha256 != entry.sha256:
+        in_use = {p for e in read_manifest(manifest) for p in e.packaged_files()}
+        for stale in old.packaged_files():
+            if stale.exists() and stale not in in_use and stale.parent.resolve() == target_dir.resolve():
+                stale.unlink()
     return entry
+
+
+def _manifest_relative(path: Path, manifest: Path) -> str:
+    try:
+        return path.relative_to(manifest.parent).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def _split_file(path: Path, shard_bytes: int) -> list[Path]:
+    """Split ``path`` into ``<path>.shard00``, ``.shard01``, ... of at most ``shard_bytes``; delete ``path``."""
+    shards = []
+    with open(path, "rb") as src:
+        while chunk := src.read(shard_bytes):
+            shard = path.with_name(f"{path.name}.shard{len(shards):02d}")
+            shard.write_bytes(chunk)
+            shards.append(shard)
+    path.unlink()
+    return shards
 
 
 def publish(run_dir: str | Path, tag: str, *, dtype: str = "float32", url: str | None = None,
             package: bool = True, classes: Sequence[str] | None = None, metrics: Mapping[str, Any] | None = None,
             description: str = "", license: str | None = None, manifest: str | Path | None = None,
             files_dir: str | Path | None = None, overwrite: bool = False, allow_unfinished: bool = False,
-            verify: bool = True) -> WeightsEntry:
+            verify: bool = True, shard_bytes: int | None = SHARD_BYTES) -> WeightsEntry:
     """Publish a :mod:`zoo.train` run's ``model.weights.h5`` as ``<model>:<tag>``.
 
     Reads the run's ``report.json`` (model, build options, metrics, recipe) and the preprocessing
@@ -692,8 +767,7 @@ def publish(run_dir: str | Path, tag: str, *, dtype: str = "float32", url: str |
         classes=classes, metrics=metrics if metrics is not None else facts["metrics"], recipe=facts["recipe"],
         source=f"zoo.train run {facts['recipe'].get('run_name') or run.name}", description=description,
         license=license, dtype=dtype, url=url, package=package, manifest=manifest, files_dir=files_dir,
-        overwrite=overwrite, verify=verify)
-
+        overwrite=overwrite, verify=verify, shard_bytes=shard_bytes)
 
 
 
