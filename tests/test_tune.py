@@ -282,6 +282,11 @@ def test_compare_runs_fixed_variants_each_in_its_own_process(tiny, tmp_path):
     again = ztune.compare(tiny, variants, project_dir=project, resume=True, **FAST)
     assert [t["started"] for t in again.trials] == [t["started"] for t in result.trials]  # nothing retrained
     assert list(zstudy.paper_variants(load_recipe(TINY))) == list(zstudy.PAPER_VARIANTS)
+    two = zstudy.paper_variants(load_recipe(TINY), seeds=2)
+    assert list(two)[4:] == [f"{v} (seed 1)" for v in zstudy.PAPER_VARIANTS]
+    assert two["Model C (seed 1)"] == ["model.name=cnn_c", "train.seed=1"] and two["Model C"] == ["model.name=cnn_c"]
+    with pytest.raises(ZooError, match="at least one seed"):
+        zstudy.paper_variants(load_recipe(TINY), seeds=0)
     with pytest.raises(ztune.TuneError, match="at least one variant"):
         ztune.compare(tiny, {}, project_dir=tmp_path / "none")
 
@@ -388,6 +393,13 @@ def test_report_renders_from_a_synthetic_study_json(tmp_path):
     assert "all-max 60.00% (+5.00 pts, 1.47× FLOPs, 1.80× latency)" in readme
     assert "| ConvPool-CNN-C | convpool_cnn_c | completed | 57.00 |" in readme and "| 9.31 |" in readme
     assert "(ConvPool-CNN-C) instead of striding it (All-CNN-C): +2.00 pts" in readme
+    # a second seed per variant: means, ranges and a per-variant summary
+    fixed["trials"] += [{**t, "trial_id": str(4 + i), "variant": f"{t['variant']} (seed 1)", "val_accuracy": a}
+                        for i, (t, a) in enumerate(zip(fixed["trials"], (0.59, 0.51, 0.48, 0.50)))]
+    zstudy.render_report(fixed, paper)
+    readme = zstudy.write_index(root).read_text()
+    assert "(ConvPool-CNN-C) instead of striding it (All-CNN-C): -3.00 pts validation accuracy (means over 2 and 2 seeds)" in readme
+    assert "| All-CNN-C | 2 | 57.00 | 55.00–59.00 |" in readme and "| Model C (seed 1) | cnn_c | completed | 50.00 |" in readme
 
 
 def test_pareto_front_ties_and_missing_costs():

@@ -24,10 +24,11 @@ when there are any):
   the direct pool-versus-stride comparisons.
 
 :func:`study` runs searches (and the All-CNN paper comparison: All-CNN-C, ConvPool-CNN-C,
-Strided-CNN-C and Model C under one recipe and seed) into ``results/studies/<recipe>/`` and
-:func:`write_index` summarises every study there in ``results/studies/README.md``.
+Strided-CNN-C and Model C under one recipe, with one or more seeds each) into
+``results/studies/<recipe>/`` and :func:`write_index` summarises every study there in
+``results/studies/README.md``.
 
-    zoo study all_cnn_c-study resnet20-study --paper-recipe all_cnn_c-study --max-trials 12 --resume
+    zoo study all_cnn_c-study resnet20-study --paper-recipe all_cnn_c-study --paper-seeds 2 --max-trials 12 --resume
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import report as zreport
+from zoo.errors import ZooError
 
 __all__ = [
     "PAPER_VARIANTS",
@@ -61,6 +63,7 @@ __all__ = [
     "write_report",
 ]
 
+SEED_SUFFIX = " (seed "  # paper-comparison repeats: "All-CNN-C (seed 1)"
 PAPER_VARIANTS = {  # Springenberg et al. 2015, Table 2 (model C column)
     "All-CNN-C": "all_cnn_c", "ConvPool-CNN-C": "convpool_cnn_c", "Strided-CNN-C": "strided_cnn_c",
     "Model C": "cnn_c",
@@ -593,24 +596,46 @@ def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
                      _fmt(t.get("params"), "int"), _fmt(t.get("flops"), "M"), _fmt(t.get("latency_ms"), "ms"),
                      _fmt(t.get("train_time_s")), "—" if published is None else f"{published:.2f}"])
     recipe = study.get("recipe") or {}
-    done = {t.get("variant"): t for t in study.get("trials", []) if t.get("status") == "completed"}
+    done = _by_variant(study)
     pairs = []
     for pooled, strided, where in (("ConvPool-CNN-C", "All-CNN-C", "the extra 3x3 convolution"),
                                    ("Model C", "Strided-CNN-C", "the stage's last convolution")):
         a, b = done.get(pooled), done.get(strided)
         if a and b:
+            seeds = f" (means over {len(a['runs'])} and {len(b['runs'])} seeds)" if max(len(a["runs"]), len(b["runs"])) > 1 else ""
             pairs.append(f"pooling after {where} ({pooled}) instead of striding it ({strided}): "
-                         f"{100 * (a['val_accuracy'] - b['val_accuracy']):+.2f} pts validation accuracy at "
+                         f"{100 * (a['val_accuracy'] - b['val_accuracy']):+.2f} pts validation accuracy{seeds} at "
                          f"{_ratio(a.get('flops'), b.get('flops'))} the FLOPs and {_ratio(a.get('latency_ms'), b.get('latency_ms'))} "
                          f"the latency")
     verdict_line = (["**Pooling vs striding.** " + "; ".join(pairs) + ".", ""] if pairs else [])
+    many = any(len(v["runs"]) > 1 for v in done.values())
+    summary = _md_table(["variant", "seeds", "mean val acc %", "range %"],
+                        [[k, len(v["runs"]), _fmt(v["val_accuracy"], "%"),
+                          f"{100 * min(v['runs']):.2f}–{100 * max(v['runs']):.2f}"] for k, v in done.items()]) + [""]
+    seeds = "each seed listed" if many else f"seed {(recipe.get('train') or {}).get('seed')}"
     return [f"### [{study.get('name')}]({link}) — Springenberg et al. 2015, Table 2, under equal training", "",
-            *verdict_line,
-            (f"Recipe {recipe.get('name')} for every variant (same data, schedule and seed "
-            f"{(recipe.get('train') or {}).get('seed')}); the last column is the paper's CIFAR-10 test error after "
+            *verdict_line, *(summary if many else []),
+            (f"Recipe {recipe.get('name')} for every variant (same data and schedule, {seeds}); the last column is "
+            f"the paper's CIFAR-10 test error after "
             f"350 epochs on all 50k images without augmentation, for reference only."), ""] + _md_table(
         ["variant", "model", "status", "val acc %", "params", "MFLOPs", "latency ms", "train s",
          "published test error %"], rows) + [""]
+
+
+def _by_variant(study: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Completed paper-comparison trials grouped by variant (seed repeats together): the mean
+    validation accuracy, each run's accuracy, and the variant's FLOPs and latency (median)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for t in study.get("trials", []):
+        if t.get("status") == "completed":
+            groups.setdefault(str(t.get("variant")).split(SEED_SUFFIX)[0], []).append(t)
+    out = {}
+    for variant, trials in groups.items():
+        runs = [t["val_accuracy"] for t in trials]
+        latency = sorted(t["latency_ms"] for t in trials if t.get("latency_ms") is not None)
+        out[variant] = {"val_accuracy": sum(runs) / len(runs), "runs": runs, "flops": trials[0].get("flops"),
+                        "latency_ms": latency[len(latency) // 2] if latency else None}
+    return out
 
 
 def write_index(root: str | Path = "results/studies") -> Path:
@@ -673,19 +698,29 @@ def write_index(root: str | Path = "results/studies") -> Path:
     return zreport.write_text(root / "README.md", "\n".join(lines))
 
 
-def paper_variants(recipe: Any) -> dict[str, list[str]]:
+def paper_variants(recipe: Any, seeds: int = 1) -> dict[str, list[str]]:
     """The All-CNN paper's four model-C variants as overrides of ``recipe`` (its own
-    ``model.downsample``, if any, is dropped so every variant is the published network)."""
+    ``model.downsample``, if any, is dropped so every variant is the published network), each
+    trained with ``seeds`` consecutive seeds from the recipe's (round by round, so that an
+    interrupted comparison has every variant once first; repeats are labelled ``"<variant> (seed N)"``)."""
+    if seeds < 1:
+        raise ZooError(f"--paper-seeds {seeds}: the comparison needs at least one seed per variant (1 or more).")
     extra = ["model.downsample=null"] if "downsample" in recipe.model.options else []
-    return {label: [f"model.name={name}", *extra] for label, name in PAPER_VARIANTS.items()}
+    out = {}
+    for k in range(seeds):
+        seed = recipe.train.seed + k
+        for label, name in PAPER_VARIANTS.items():
+            key = label if k == 0 else f"{label}{SEED_SUFFIX}{seed})"
+            out[key] = [f"model.name={name}", *extra, *([f"train.seed={seed}"] if k else [])]
+    return out
 
 
 def study(recipes: Sequence[str | Path] = (), *, root: str | Path = "results/studies", paper: str | Path | None = None,
           collect_only: bool = False, resume: bool = False, overwrite: bool = False, overrides: Sequence[str] = (),
-          **tune_options: Any) -> Path:
+          paper_seeds: int = 1, **tune_options: Any) -> Path:
     """Run a :func:`zoo.tune.tune` search per recipe into ``root/<recipe>/`` and, with ``paper``,
     the All-CNN comparison (:data:`PAPER_VARIANTS`, :func:`zoo.tune.compare`) into
-    ``root/<paper recipe>-paper/``; then write ``root/README.md`` (:func:`write_index`).
+    ``root/<paper recipe>-paper/`` (``paper_seeds`` seeds per variant); then write ``root/README.md`` (:func:`write_index`).
     ``collect_only`` only rewrites the README from the studies already there."""
     from zoo.recipes import load_recipe
     from zoo.tune import compare, tune
@@ -699,7 +734,7 @@ def study(recipes: Sequence[str | Path] = (), *, root: str | Path = "results/stu
             recipe = load_recipe(paper, overrides)
             keep = {k: tune_options[k] for k in ("isolate", "latency_batch", "latency_repeats", "verbose")
                     if k in tune_options}
-            compare(recipe, paper_variants(recipe), project_dir=root / f"{recipe.name}-paper", resume=resume,
+            compare(recipe, paper_variants(recipe, paper_seeds), project_dir=root / f"{recipe.name}-paper", resume=resume,
                     overwrite=overwrite, name=f"{recipe.name}-paper", **keep)
     return write_index(root)
 
@@ -712,6 +747,8 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--root", default="results/studies", help="studies folder (default results/studies)")
     parser.add_argument("--paper-recipe", help="also run the All-CNN paper comparison (All-CNN-C, ConvPool-CNN-C, "
                                                "Strided-CNN-C, Model C) with this recipe")
+    parser.add_argument("--paper-seeds", type=int, default=1, metavar="N",
+                        help="train each paper variant with N consecutive seeds (default 1)")
     parser.add_argument("--override", "-O", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted recipe override for every study (repeatable)")
     parser.add_argument("--collect-only", action="store_true", help="only rewrite README.md from the studies there")
@@ -722,7 +759,6 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def study_from_args(args: argparse.Namespace) -> int:
     """Run studies from parsed arguments; 0 on success, 1 for bad input."""
-    from zoo.errors import ZooError
     from zoo.recipes import RecipeError
     from zoo.tune import TuneError, tune_options
 
@@ -730,7 +766,8 @@ def study_from_args(args: argparse.Namespace) -> int:
     resume, overwrite = options.pop("resume"), options.pop("overwrite")
     try:
         path = study(args.recipes, root=args.root, paper=args.paper_recipe, collect_only=args.collect_only,
-                     resume=resume, overwrite=overwrite, overrides=args.override, **options)
+                     resume=resume, overwrite=overwrite, overrides=args.override, paper_seeds=args.paper_seeds,
+                     **options)
     except (TuneError, RecipeError, ZooError, FileNotFoundError) as err:
         print(f"zoo study: error: {err}", file=sys.stderr)
         return 1
