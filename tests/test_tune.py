@@ -393,6 +393,9 @@ def test_report_renders_from_a_synthetic_study_json(tmp_path):
     assert "all-max 60.00% (+5.00 pts, 1.47× FLOPs, 1.80× latency)" in readme
     assert "| ConvPool-CNN-C | convpool_cnn_c | completed | 57.00 |" in readme and "| 9.31 |" in readme
     assert "(ConvPool-CNN-C) instead of striding it (All-CNN-C): +2.00 pts" in readme
+    assert ("**Paper order** (published test error, best first): All-CNN-C < ConvPool-CNN-C < Model C < "
+            "Strided-CNN-C; here (validation accuracy, best first): ConvPool-CNN-C > All-CNN-C > Model C > "
+            "Strided-CNN-C. 5 of 6 pairs rank as in the paper") in readme
     # a second seed per variant: means, ranges and a per-variant summary
     fixed["trials"] += [{**t, "trial_id": str(4 + i), "variant": f"{t['variant']} (seed 1)", "val_accuracy": a}
                         for i, (t, a) in enumerate(zip(fixed["trials"], (0.59, 0.51, 0.48, 0.50)))]

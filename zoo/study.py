@@ -585,13 +585,15 @@ def verdict(study: Mapping[str, Any]) -> str:
 def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
     from zoo.registry import get_entry
 
-    rows = []
+    rows, published_errors = [], {}
     for t in study.get("trials", []):
         model = (t.get("config") or {}).get("model")
         try:
             published = get_entry(model).published.get("cifar10_error") if model else None
         except Exception:  # noqa: BLE001 - an unknown model just has no published figure
             published = None
+        if published is not None:
+            published_errors[str(t.get("variant")).split(SEED_SUFFIX)[0]] = published
         rows.append([t.get("variant") or t.get("label"), model, t.get("status"), _fmt(t.get("val_accuracy"), "%"),
                      _fmt(t.get("params"), "int"), _fmt(t.get("flops"), "M"), _fmt(t.get("latency_ms"), "ms"),
                      _fmt(t.get("train_time_s")), "—" if published is None else f"{published:.2f}"])
@@ -608,6 +610,7 @@ def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
                          f"{_ratio(a.get('flops'), b.get('flops'))} the FLOPs and {_ratio(a.get('latency_ms'), b.get('latency_ms'))} "
                          f"the latency")
     verdict_line = (["**Pooling vs striding.** " + "; ".join(pairs) + ".", ""] if pairs else [])
+    verdict_line += _paper_order(done, published_errors)
     many = any(len(v["runs"]) > 1 for v in done.values())
     summary = _md_table(["variant", "seeds", "mean val acc %", "range %"],
                         [[k, len(v["runs"]), _fmt(v["val_accuracy"], "%"),
@@ -620,6 +623,20 @@ def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
             f"350 epochs on all 50k images without augmentation, for reference only."), ""] + _md_table(
         ["variant", "model", "status", "val acc %", "params", "MFLOPs", "latency ms", "train s",
          "published test error %"], rows) + [""]
+
+
+def _paper_order(done: Mapping[str, Mapping[str, Any]], errors: Mapping[str, float]) -> list[str]:
+    """Whether the variants rank as in the paper: its order by published test error against
+    this study's order by (mean) validation accuracy, and the pairs that agree."""
+    names = [v for v in sorted(errors, key=errors.get) if v in done]
+    if len(names) < 2:
+        return []
+    ours = sorted(names, key=lambda v: -done[v]["val_accuracy"])
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    agree = [f"{a} > {b}" for a, b in pairs if done[a]["val_accuracy"] > done[b]["val_accuracy"]]
+    return [(f"**Paper order** (published test error, best first): {' < '.join(names)}; here (validation "
+             f"accuracy, best first): {' > '.join(ours)}. {len(agree)} of {len(pairs)} pairs rank as in the paper"
+             f"{': ' + ', '.join(agree) if agree else ''}."), ""]
 
 
 def _by_variant(study: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
