@@ -593,7 +593,7 @@ def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
         except Exception:  # noqa: BLE001 - an unknown model just has no published figure
             published = None
         if published is not None:
-            published_errors[str(t.get("variant")).split(SEED_SUFFIX)[0]] = published
+            published_errors[_variant_of(t)] = published
         rows.append([t.get("variant") or t.get("label"), model, t.get("status"), _fmt(t.get("val_accuracy"), "%"),
                      _fmt(t.get("params"), "int"), _fmt(t.get("flops"), "M"), _fmt(t.get("latency_ms"), "ms"),
                      _fmt(t.get("train_time_s")), "—" if published is None else f"{published:.2f}"])
@@ -645,14 +645,19 @@ def _by_variant(study: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for t in study.get("trials", []):
         if t.get("status") == "completed":
-            groups.setdefault(str(t.get("variant")).split(SEED_SUFFIX)[0], []).append(t)
+            groups.setdefault(_variant_of(t), []).append(t)
     out = {}
     for variant, trials in groups.items():
         runs = [t["val_accuracy"] for t in trials]
-        latency = sorted(t["latency_ms"] for t in trials if t.get("latency_ms") is not None)
-        out[variant] = {"val_accuracy": sum(runs) / len(runs), "runs": runs, "flops": trials[0].get("flops"),
-                        "latency_ms": latency[len(latency) // 2] if latency else None}
+        latency = [t["latency_ms"] for t in trials if t.get("latency_ms") is not None]
+        out[variant] = {"val_accuracy": statistics.fmean(runs), "runs": runs, "flops": trials[0].get("flops"),
+                        "latency_ms": statistics.median(latency) if latency else None}
     return out
+
+
+def _variant_of(trial: Mapping[str, Any]) -> str:
+    """The paper variant a comparison trial trained ("All-CNN-C (seed 1)" -> "All-CNN-C")."""
+    return str(trial.get("variant")).split(SEED_SUFFIX)[0]
 
 
 def write_index(root: str | Path = "results/studies") -> Path:
