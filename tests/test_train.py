@@ -268,3 +268,31 @@ def test_history_csv_replaces_a_rerun_epoch(tmp_path):
         logger.on_epoch_end(epoch, {"loss": loss})
     assert zr.read_history(tmp_path / "history.csv") == [
         {"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.8}, {"epoch": 3, "loss": 0.7}]
+
+
+# ----------------------------------------------------------------------------- warm start
+def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
+    from zoo.train import load_init_weights
+
+    saved = keras.saving.load_model(tiny_run.run_dir / "model.keras", safe_mode=True, compile=False)
+    fresh = keras.models.clone_model(saved)  # same layers, new random weights
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), saved.get_weights()))
+    load_init_weights(fresh, tiny_run.run_dir)  # the normalisation statistics come along
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), saved.get_weights()))
+
+
+def test_warm_start_continues_from_the_run(tiny_run, npz, tmp_path, capsys):
+    warm = train(_recipe(npz, init_weights=str(tiny_run.run_dir)), run_dir=tmp_path / "warm")
+    assert "weights initialised from" in capsys.readouterr().out
+    assert load_recipe(warm.run_dir / "recipe.yaml").train.init_weights == str(tiny_run.run_dir)
+    assert warm.history[0]["loss"] < tiny_run.history[0]["loss"]  # it did not start from scratch
+
+
+def test_init_weights_errors_before_training(tiny_run, npz, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"train.init_weights: no weights at .*missing"):
+        train(_recipe(npz, init_weights=str(tmp_path / "missing")), run_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # refused before the run directory was made
+    other = _recipe(npz, init_weights=str(tiny_run.run_dir))
+    other["model"] = {"name": "resnet32"}
+    with pytest.raises(ValueError, match="does not fit .*same model"):
+        train(other, run_dir=tmp_path / "b")

@@ -165,6 +165,10 @@ class TrainSection:
     ``precision``: ``auto`` takes the device's choice (:func:`zoo.bench.choose_settings`: float32
     on CPU, mixed_float16 on GPU), or a Keras dtype policy to force one.
     ``progress``: ``auto`` draws a progress bar on a terminal and one line per epoch otherwise.
+    ``init_weights``: start from these weights instead of a random initialisation (a run directory
+    or its ``model.weights.h5``, the same model and normalisation): a warm restart in the sense of
+    SGDR (Loshchilov & Hutter 2017 §3), or fine-tuning. A resumed run continues from its own
+    checkpoints, not from these.
     """
 
     epochs: int = 10
@@ -177,6 +181,7 @@ class TrainSection:
     steps_per_execution: int = 1
     progress: Literal["auto", "bar", "epoch", "none"] = "auto"
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
+    init_weights: str | None = None
 
 
 @dataclass

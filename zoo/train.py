@@ -328,8 +328,11 @@ def load_data(recipe: Recipe) -> Data:
 def validate_recipe(recipe: Recipe) -> None:
     """Check what :mod:`zoo.recipes` cannot, without building or loading anything: the model name
     and build options (via the registry), the augmentation and normalisation names (via
-    :mod:`zoo.data`). Raises ``ValueError`` (``ZooError`` / ``RecipeError``)."""
+    :mod:`zoo.data`), that ``train.init_weights`` exists. Raises ``ValueError`` (``ZooError`` / ``RecipeError``) or
+    ``FileNotFoundError``."""
     registry.resolve_plan(recipe.model.name, **recipe.model.options)
+    if recipe.train.init_weights is not None:
+        init_weights_path(recipe.train.init_weights)
     d = recipe.data
     for field, names, valid in (("augment", d.augment, zdata.AUGMENTATIONS),
                                 ("eval_augment", d.eval_augment, zdata.AUGMENTATIONS),
@@ -357,6 +360,34 @@ def build_model(recipe: Recipe, info: Any, normalization: keras.layers.Layer) ->
     inputs = keras.Input(shape=shape, name="rgb")
     outputs = net(normalization(inputs))
     return keras.Model(inputs, outputs, name=f"{net.name}_inference"), net
+
+
+def init_weights_path(init_weights: str | Path) -> Path:
+    """The weights file that ``train.init_weights`` names: a run directory's ``model.weights.h5``
+    or a ``.weights.h5`` file. Raises ``FileNotFoundError`` naming what is missing."""
+    path = Path(init_weights)
+    if path.is_dir():
+        path = path / "model.weights.h5"
+    if not path.is_file() or not path.name.endswith(".weights.h5"):
+        raise FileNotFoundError(f"train.init_weights: no weights at {path}: give a finished run directory "
+                                "(with model.weights.h5) or a .weights.h5 file of the same recipe's model.")
+    return path
+
+
+def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> None:
+    """Warm-start ``model`` (the inference model: normalisation + net) from ``init_weights``.
+    The normalisation statistics are weights too, so they come from the file. Called before
+    ``fit``: on a resume, ``BackupAndRestore`` then replaces them with the run's own state."""
+    if init_weights is None:
+        return
+    path = init_weights_path(init_weights)
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        first = str(e).splitlines()[0][:200]  # Keras appends whole tensors
+        raise ValueError(f"train.init_weights: {path} does not fit {model.name} ({first}). "
+                         "Warm starts need the same model, options and normalisation as the run that saved it.") from e
+    print(f"zoo.train: weights initialised from {path}", flush=True)
 
 
 def _from_logits(recipe: Recipe) -> bool:
@@ -569,6 +600,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     data = load_data(recipe)
     normalization = zdata.normalization_layer(recipe.data.normalization, data.raw_train)
     model, net = build_model(recipe, data.info, normalization)
+    load_init_weights(model, recipe.train.init_weights)
     _compile(model, recipe, data)
     callbacks = _callbacks(recipe, run, data, zreport.read_history(run / "history.csv"))
     _announce(recipe, run, data)
