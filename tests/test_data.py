@@ -317,10 +317,39 @@ def test_flip_mirrors_about_half_the_images(small_images):
     assert np.all(mirrored | unchanged) and 10 < mirrored.sum() < 54
 
 
+def test_cutout_greys_one_16x16_square_clipped_at_the_border():
+    image = tf.fill((32, 32, 3), tf.constant(7, tf.uint8))
+    squares = set()
+    for s in range(60):
+        out = zd.augment.random_cutout(image, tf.constant([s, 1])).numpy()
+        grey = np.all(out == zd.augment.CUTOUT_FILL, axis=-1)
+        assert np.all(out[~grey] == 7) and np.all(out[grey] == 128)
+        rows, cols = np.flatnonzero(grey.any(1)), np.flatnonzero(grey.any(0))
+        assert grey.sum() == len(rows) * len(cols)  # one axis-aligned rectangle
+        assert 8 <= len(rows) <= 16 and 8 <= len(cols) <= 16  # the centre may lie near a border
+        squares.add((rows[0], cols[0], len(rows), len(cols)))
+    assert (16, 16) in {(h, w) for _, _, h, w in squares} and len(squares) > 30
+    again = zd.augment.random_cutout(image, tf.constant([5, 1])).numpy()
+    np.testing.assert_array_equal(again, zd.augment.random_cutout(image, tf.constant([5, 1])).numpy())
+
+
+def test_cutout_leaves_the_other_augmentations_draws_unchanged():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 128, (32, 32, 32, 3), dtype=np.uint8)  # never the grey 128
+    ds = tf.data.Dataset.from_tensor_slices((images, np.arange(32, dtype=np.int32)))
+    plain = pipeline_batches(ds, seed=5, augment=("crop_pad4", "flip"))
+    cut = pipeline_batches(ds, seed=5, augment=("crop_pad4", "flip", "cutout"))
+    flat = [np.concatenate([b for epoch in run for b in epoch]) for run in (plain, cut)]
+    for x, xc in zip(*flat):
+        grey = np.all(xc == 128, axis=-1)
+        assert 64 <= grey.sum() <= 256  # one square, at least a quarter of it inside
+        np.testing.assert_array_equal(x[~grey], xc[~grey])  # same crop and flip elsewhere
+
+
 def test_eval_pipeline_is_unchanged_and_keeps_remainder(small_images):
     first_20 = small_images.take(20)
     pipeline = zd.make_pipeline(
-        first_20, batch_size=16, training=False, augment=["crop_pad4", "flip"]
+        first_20, batch_size=16, training=False, augment=["crop_pad4", "flip", "cutout"]
     )
     batches = [x.numpy() for x, _ in pipeline]
     assert [len(b) for b in batches] == [16, 4]
@@ -344,8 +373,8 @@ def test_imagenet_style_crops_produce_image_size():
 
 
 def test_unknown_augmentation_lists_valid_names(small_images):
-    with pytest.raises(ValueError, match=r"unknown augmentation.*'cutout'.*crop_pad4, flip"):
-        zd.make_pipeline(small_images, batch_size=8, training=True, augment=["flip", "cutout"])
+    with pytest.raises(ValueError, match=r"unknown augmentation.*'mixup'.*crop_pad4, flip, cutout"):
+        zd.make_pipeline(small_images, batch_size=8, training=True, augment=["flip", "mixup"])
 
 
 # --- normalisation layers ----------------------------------------------------

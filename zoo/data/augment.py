@@ -14,10 +14,12 @@ import tensorflow as tf
 
 from zoo.data.imageops import resize_if_needed, resize_uint8
 
-AUGMENTATIONS = ("crop_pad4", "flip", "imagenet_crop", "center_crop")
+AUGMENTATIONS = ("crop_pad4", "flip", "cutout", "imagenet_crop", "center_crop")
 CENTER_CROP_FRACTION = 0.875  # 224 / 256
 RESIZED_CROP_AREA = (0.08, 1.0)
 RESIZED_CROP_ASPECT = (3 / 4, 4 / 3)
+CUTOUT_SIZE = 16  # DeVries & Taylor 2017 §5.1: 16x16 for CIFAR-10, 8x8 for CIFAR-100
+CUTOUT_FILL = 128  # mid-grey: about what a per-channel normalisation maps to 0, as in the paper
 
 Transform = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -46,6 +48,21 @@ def pad_and_random_crop(image: tf.Tensor, seed: tf.Tensor, padding: int = 4) -> 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Mirror left-right with probability 1/2 (He et al. 2016 §4.2; Krizhevsky et al. 2012)."""
     return tf.image.stateless_random_flip_left_right(image, seed=seed)
+
+
+def random_cutout(image: tf.Tensor, seed: tf.Tensor, size: int = CUTOUT_SIZE,
+                  fill: int = CUTOUT_FILL) -> tf.Tensor:
+    """Cutout (DeVries & Taylor 2017, "Improved Regularization of Convolutional Neural Networks
+    with Cutout", §3): grey out a ``size`` x ``size`` square whose centre is uniform over the
+    image, so it may lie partly outside (§3.2: that mattered more than the shape)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    seed_y, seed_x = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    cy = tf.random.stateless_uniform([], seed_y, 0, height, dtype=tf.int32)
+    cx = tf.random.stateless_uniform([], seed_x, 0, width, dtype=tf.int32)
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
+    inside = ((rows >= cy - size // 2) & (rows < cy + size - size // 2)
+              & (cols >= cx - size // 2) & (cols < cx + size - size // 2))
+    return tf.where(inside[..., None], tf.constant(fill, image.dtype), image)
 
 
 def random_resized_crop(image: tf.Tensor, seed: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
@@ -91,7 +108,7 @@ def image_transform(
     """Compose the augmentations into one ``(image, seed) -> image`` function.
 
     Geometry first (``imagenet_crop``/``center_crop`` or a plain resize to
-    ``size``), then ``crop_pad4``, then ``flip``. Random augmentations only
+    ``size``), then ``crop_pad4``, then ``flip``, then ``cutout``. Random augmentations only
     apply when ``training``; at evaluation ``imagenet_crop`` becomes its
     standard counterpart ``center_crop``. Returns ``None`` when nothing
     needs to be done.
@@ -103,7 +120,8 @@ def image_transform(
     central = not random_crop and bool(names & {"imagenet_crop", "center_crop"})
     pad_crop = training and "crop_pad4" in names
     flip = training and "flip" in names
-    if not (random_crop or central or pad_crop or flip or size):
+    cutout = training and "cutout" in names
+    if not (random_crop or central or pad_crop or flip or cutout or size):
         return None
 
     def transform(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -118,6 +136,8 @@ def image_transform(
             image = pad_and_random_crop(image, seeds[1])
         if flip:
             image = random_flip(image, seeds[2])
+        if cutout:  # its own seed, so adding it leaves the other augmentations' draws as they were
+            image = random_cutout(image, tf.random.experimental.stateless_fold_in(seed, 3))
         return image
 
     return transform
