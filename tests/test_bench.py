@@ -82,7 +82,7 @@ def test_bad_input_to_the_other_benchmarks():
     with pytest.raises(ZooError, match="batch_size"):
         zb.bench_pipeline("embedded", batch_size=0)
     with pytest.raises(ValueError, match="unknown augmentation"):
-        zb.bench_pipeline("embedded", augment=("cutout",))
+        zb.bench_pipeline("embedded", augment=("mixup",))
     with pytest.raises(ZooError, match="repeats"):
         zb.sweep("resnet20", repeats=0, record=False)
     with pytest.raises(ZooError):

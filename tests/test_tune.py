@@ -378,7 +378,7 @@ def test_report_renders_from_a_synthetic_study_json(tmp_path):
     for key in ("pareto_flops", "pareto_latency", "effects"):
         assert files[key].read_bytes()[:4] == b"\x89PNG"
     # the cross-architecture index, with a paper comparison beside the search
-    paper = root / "paper"
+    paper = root / "paper-long"  # the folder, not the study's name, tells repeated comparisons apart
     paper.mkdir()
     variants = [("All-CNN-C", "all_cnn_c", 0.55, 271e6), ("ConvPool-CNN-C", "convpool_cnn_c", 0.57, 398e6),
                 ("Strided-CNN-C", "strided_cnn_c", 0.50, 94e6), ("Model C", "cnn_c", 0.52, 221e6)]
@@ -388,7 +388,8 @@ def test_report_renders_from_a_synthetic_study_json(tmp_path):
                         for i, (v, m, a, f) in enumerate(variants)]}
     zstudy.render_report(fixed, paper)
     readme = zstudy.write_index(root).read_text()
-    assert "[synthetic](synthetic/report.md)" in readme and "[paper](paper/report.md)" in readme
+    assert "[synthetic](synthetic/report.md)" in readme and "[paper-long](paper-long/report.md)" in readme
+    assert f"(same data, {study['recipe']['train']['epochs']} epochs, seed " in readme
     assert "**Pooling vs striding.** Against all-strided convolutions (all-conv: 55.00%" in readme
     assert "all-max 60.00% (+5.00 pts, 1.47× FLOPs, 1.80× latency)" in readme
     assert "| ConvPool-CNN-C | convpool_cnn_c | completed | 57.00 |" in readme and "| 9.31 |" in readme

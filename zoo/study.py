@@ -582,7 +582,9 @@ def verdict(study: Mapping[str, Any]) -> str:
     return "Not enough completed trials to compare pooling with striding."
 
 
-def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
+def _paper_section(study: Mapping[str, Any], folder: str) -> list[str]:
+    """The README section of one paper comparison kept in ``folder`` (its directory name, which
+    tells apart several runs of the same comparison, e.g. at different schedules)."""
     from zoo.registry import get_entry
 
     rows, published_errors = [], {}
@@ -615,10 +617,12 @@ def _paper_section(study: Mapping[str, Any], link: str) -> list[str]:
     summary = _md_table(["variant", "seeds", "mean val acc %", "range %"],
                         [[k, len(v["runs"]), _fmt(v["val_accuracy"], "%"),
                           f"{100 * min(v['runs']):.2f}–{100 * max(v['runs']):.2f}"] for k, v in done.items()]) + [""]
-    seeds = "each seed listed" if many else f"seed {(recipe.get('train') or {}).get('seed')}"
-    return [f"### [{study.get('name')}]({link}) — Springenberg et al. 2015, Table 2, under equal training", "",
+    train = recipe.get("train") or {}
+    seeds = "each seed listed" if many else f"seed {train.get('seed')}"
+    return [f"### [{folder}]({folder}/report.md) — Springenberg et al. 2015, Table 2, under equal training", "",
             *verdict_line, *(summary if many else []),
-            (f"Recipe {recipe.get('name')} for every variant (same data and schedule, {seeds}); the last column is "
+            (f"Recipe {recipe.get('name')} for every variant (same data, {train.get('epochs')} epochs, {seeds}); "
+             f"the last column is "
             f"the paper's CIFAR-10 test error after "
             f"350 epochs on all 50k images without augmentation, for reference only."), ""] + _md_table(
         ["variant", "model", "status", "val acc %", "params", "MFLOPs", "latency ms", "train s",
@@ -712,7 +716,7 @@ def write_index(root: str | Path = "results/studies") -> Path:
     if fixed:
         lines += ["## Paper comparisons", ""]
         for p, s in fixed:
-            lines += _paper_section(s, f"{p.name}/report.md")
+            lines += _paper_section(s, p.name)
     if not studies:
         lines += [("No studies yet: run `zoo study RECIPE ...` or `zoo tune RECIPE --project-dir "
                   f"{root}/NAME`."), ""]
