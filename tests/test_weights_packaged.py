@@ -37,7 +37,7 @@ def sample():
 
 def test_the_package_ships_the_cifar10_weights_the_zoo_promises():
     keys = {e.key for e in PACKAGED}
-    assert {"resnet20:cifar10", "all_cnn_c:cifar10", "squeezenet1_1:cifar10", "fishnet99:cifar10"} <= keys
+    assert {"resnet20:cifar10", "resnet56:cifar10", "all_cnn_c:cifar10", "squeezenet1_1:cifar10", "fishnet99:cifar10"} <= keys
 
 
 @pytest.mark.parametrize("entry", PACKAGED, ids=_ids(PACKAGED))
