@@ -622,9 +622,8 @@ def _paper_section(study: Mapping[str, Any], folder: str) -> list[str]:
     return [f"### [{folder}]({folder}/report.md) — Springenberg et al. 2015, Table 2, under equal training", "",
             *verdict_line, *(summary if many else []),
             (f"Recipe {recipe.get('name')} for every variant (same data, {train.get('epochs')} epochs, {seeds}); "
-             f"the last column is "
-            f"the paper's CIFAR-10 test error after "
-            f"350 epochs on all 50k images without augmentation, for reference only."), ""] + _md_table(
+             "the last column is the paper's CIFAR-10 test error after 350 epochs on all 50k images without "
+             "augmentation, for reference only."), ""] + _md_table(
         ["variant", "model", "status", "val acc %", "params", "MFLOPs", "latency ms", "train s",
          "published test error %"], rows) + [""]
 
