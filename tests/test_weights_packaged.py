@@ -56,6 +56,22 @@ def test_every_packaged_file_matches_its_sha256_and_size_limits(entry):
     assert sum(p.stat().st_size for p in files) == entry.size
 
 
+def test_zoo_weights_lists_each_entry_on_one_line_of_80_columns(capsys):
+    from zoo.cli import main
+
+    assert main(["weights"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 80
+    for e in PACKAGED:
+        row = next(line for line in lines if line.split()[:2] == [e.name, e.tag])
+        accuracy = e.metrics["holdout"]["accuracy"] if "holdout" in e.metrics else None
+        if accuracy is not None:
+            assert f"{100 * accuracy:.2f}% holdout" in row and e.sha256[:8] in row
+    assert main(["weights", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20:cifar10" in out and "resnet56" not in out and "ResNet-20" in out  # the description
+
+
 def test_all_packaged_weights_stay_under_100_mb():
     assert sum(e.size for e in PACKAGED) < TOTAL_LIMIT
 

@@ -15,6 +15,7 @@ def _console():
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
+    from rich import box
     from rich.table import Table
 
     from zoo.weights.registry import list_weights, weights_table
@@ -26,11 +27,18 @@ def cmd_weights(args: argparse.Namespace) -> int:
     if not rows:
         _console().print(f"no published weights{' for ' + args.name if args.name else ''} yet.")
         return 0
-    table = Table("name", "tag", "metric", "dtype", "MB", "where", "sha256", "description")
+    table = Table("name", "tag", "accuracy", "dtype", "MB", "where", "sha256", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)  # fits 80 columns: rich's width for a pipe
+    for column in table.columns:
+        column.no_wrap = True
     for r in rows:
         table.add_row(r["name"], r["tag"], r["metric"], r["dtype"], "–" if r["size_mb"] is None else f"{r['size_mb']}",
-                      r["where"], r["sha256"], r["description"])
-    _console().print(table)
+                      r["where"], r["sha256"][:8])
+    console = _console()
+    console.print(table)
+    if args.name or args.long:  # descriptions are paragraphs: below the table, one per entry
+        for r in rows:
+            console.print(f"\n[bold]{r['name']}:{r['tag']}[/bold] {r['description']}", highlight=False)
     return 0
 
 
@@ -66,6 +74,7 @@ def register(sub: argparse._SubParsersAction, parse_options: Any = None) -> None
     p = sub.add_parser("weights", help="published weights: tag, metric, size, where the file is")
     p.add_argument("name", nargs="?", help="only this model's weights")
     p.add_argument("--json", action="store_true", help="the full manifest entries")
+    p.add_argument("--long", action="store_true", help="each entry's description too (always with NAME)")
     p.set_defaults(func=cmd_weights)
 
     p = sub.add_parser("publish", help="publish a training run's weights into the weights registry")

@@ -203,7 +203,8 @@ def list_weights(name: str | None = None) -> list[WeightsEntry]:
 
 
 def weights_table(name: str | None = None) -> list[dict[str, Any]]:
-    """Rows for ``zoo weights [NAME]``: name, tag, headline metric, dtype, size, where the file is."""
+    """Rows for ``zoo weights [NAME]``: name, tag, headline metric (``89.62% holdout``: accuracy and the split
+    it was measured on), dtype, size, where the file is."""
     rows = []
     for e in list_weights(name):
         rows.append({"name": e.name, "tag": e.tag, "metric": _headline(e.metrics), "dtype": e.dtype,
@@ -216,7 +217,7 @@ def _headline(metrics: Mapping[str, Any]) -> str:
     for split in ("test", "validation", "holdout"):
         m = metrics.get(split)
         if isinstance(m, Mapping) and "accuracy" in m:
-            return f"{split} accuracy {m['accuracy']:.4f}"
+            return f"{100 * m['accuracy']:.2f}% {split}"
     return ""
 
 
