@@ -291,6 +291,44 @@ def test_compare_runs_fixed_variants_each_in_its_own_process(tiny, tmp_path):
         ztune.compare(tiny, {}, project_dir=tmp_path / "none")
 
 
+def test_paper_learning_rate_grid_labels_orders_and_checks_its_rates():
+    recipe = load_recipe(TINY)  # lr 0.01
+    grid = zstudy.paper_variants(recipe, seeds=2, lrs=(0.002, 0.01))
+    names = list(zstudy.PAPER_VARIANTS)
+    assert list(grid) == [*names, *(f"{v} (lr 0.002)" for v in names), *(f"{v} (seed 1)" for v in names),
+                          *(f"{v} (lr 0.002) (seed 1)" for v in names)]  # the recipe's own rate first, then seeds
+    assert grid["Model C (lr 0.002) (seed 1)"] == ["model.name=cnn_c", "optimizer.lr=0.002", "train.seed=1"]
+    assert list(grid)[:4] == list(zstudy.paper_variants(recipe))  # a one-rate comparison extends to the grid
+    assert load_recipe(recipe, grid["All-CNN-C (lr 0.002)"]).optimizer.lr == 0.002
+    other = zstudy.paper_variants(recipe, lrs=(0.05,))  # the recipe's rate not in the grid: every label says it
+    assert list(other)[0] == "All-CNN-C (lr 0.05)" and other["All-CNN-C (lr 0.05)"][-1] == "optimizer.lr=0.05"
+    for bad in ((0.001, 0.001), (0.0,), (-0.1, 0.1)):
+        with pytest.raises(ZooError, match="--paper-lrs .*positive and different"):
+            zstudy.paper_variants(recipe, lrs=bad)
+    assert zstudy._rates("0.001, 0.002") == (0.001, 0.002)
+    with pytest.raises(argparse.ArgumentTypeError, match="separated by commas"):
+        zstudy._rates("0.001;0.002")
+
+
+def test_a_comparison_resumes_with_added_variants_but_not_changed_ones(tmp_path):
+    project = tmp_path / "paper"
+    first = {"kind": "fixed", "recipe": resolve(load_recipe(TINY)), "variants": {"A": ["model.name=cnn_c"]}}
+    ztune.prepare_project(project, first, resume=False, overwrite=False)
+    (project / "trial_3").mkdir()
+    more = {**first, "variants": {"A": ["model.name=cnn_c"], "A (lr 0.002)": ["model.name=cnn_c", "optimizer.lr=0.002"]}}
+    assert ztune.prepare_project(project, more, resume=True, overwrite=False) is True
+    assert read_json(project / ztune.SEARCH)["variants"] == more["variants"]
+    changed = {**first, "variants": {"A": ["model.name=all_cnn_c"], "B": ["model.name=cnn_c"]}}
+    with pytest.raises(ztune.TuneError, match="cannot resume .*searches something else \\(variants:"):
+        ztune.prepare_project(project, changed, resume=True, overwrite=False)
+    fewer = {**first, "variants": {"A (lr 0.002)": ["model.name=cnn_c", "optimizer.lr=0.002"]}}
+    with pytest.raises(ztune.TuneError, match="cannot resume"):
+        ztune.prepare_project(project, fewer, resume=True, overwrite=False)
+    # trial ids keep the folders a shorter comparison made: trial_3, not trial_03, once there are 10+
+    assert ztune._variant_id(project, 3, 12) == "3" and ztune._variant_id(project, 4, 12) == "04"
+    assert ztune._variant_id(project, 4, 9) == "4"
+
+
 def test_resume_after_a_killed_search(tiny, tmp_path, capsys):
     project = tmp_path / "killed"
     cmd = [sys.executable, "-m", "zoo.tune", str(tiny), "--project-dir", str(project), "--max-trials", "2",
@@ -404,6 +442,18 @@ def test_report_renders_from_a_synthetic_study_json(tmp_path):
     readme = zstudy.write_index(root).read_text()
     assert "(ConvPool-CNN-C) instead of striding it (All-CNN-C): -3.00 pts validation accuracy (means over 2 and 2 seeds)" in readme
     assert "| All-CNN-C | 2 | 57.00 | 55.00–59.00 |" in readme and "| Model C (seed 1) | cnn_c | completed | 50.00 |" in readme
+    # a second learning rate: every variant at its best rate, as in the paper
+    fixed["trials"] += [{**t, "trial_id": str(8 + i), "variant": f"{t['variant']} (lr 0.002)", "val_accuracy": a,
+                         "config": {**t["config"], "lr": 0.002}}
+                        for i, (t, a) in enumerate(zip(fixed["trials"][:4], (0.62, 0.50, 0.40, 0.41)))]
+    for t in fixed["trials"][:8]:
+        t["config"] = {**t["config"], "lr": 0.001}
+    zstudy.render_report(fixed, paper)
+    readme = zstudy.write_index(root).read_text()
+    assert "**Learning rate per variant.**" in readme
+    assert "| variant | val acc % at lr 0.001 | val acc % at lr 0.002 | chosen lr |" in readme
+    assert "| All-CNN-C | 57.00 | 62.00 | 0.002 |" in readme and "| Model C | 51.00 | 41.00 | 0.001 |" in readme
+    assert "(ConvPool-CNN-C) instead of striding it (All-CNN-C): -8.00 pts validation accuracy (means over 2 and 1 seeds)" in readme
 
 
 def test_pareto_front_ties_and_missing_costs():

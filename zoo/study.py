@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 SEED_SUFFIX = " (seed "  # paper-comparison repeats: "All-CNN-C (seed 1)"
+LR_SUFFIX = " (lr "  # paper-comparison learning rates other than the recipe's: "All-CNN-C (lr 0.002)"
 PAPER_VARIANTS = {  # Springenberg et al. 2015, Table 2 (model C column)
     "All-CNN-C": "all_cnn_c", "ConvPool-CNN-C": "convpool_cnn_c", "Strided-CNN-C": "strided_cnn_c",
     "Model C": "cnn_c",
@@ -612,7 +613,7 @@ def _paper_section(study: Mapping[str, Any], folder: str) -> list[str]:
                          f"{_ratio(a.get('flops'), b.get('flops'))} the FLOPs and {_ratio(a.get('latency_ms'), b.get('latency_ms'))} "
                          f"the latency")
     verdict_line = (["**Pooling vs striding.** " + "; ".join(pairs) + ".", ""] if pairs else [])
-    verdict_line += _paper_order(done, published_errors)
+    verdict_line += _paper_order(done, published_errors) + _lr_section(done)
     many = any(len(v["runs"]) > 1 for v in done.values())
     summary = _md_table(["variant", "seeds", "mean val acc %", "range %"],
                         [[k, len(v["runs"]), _fmt(v["val_accuracy"], "%"),
@@ -643,24 +644,43 @@ def _paper_order(done: Mapping[str, Mapping[str, Any]], errors: Mapping[str, flo
 
 
 def _by_variant(study: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Completed paper-comparison trials grouped by variant (seed repeats together): the mean
-    validation accuracy, each run's accuracy, and the variant's FLOPs and latency (median)."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
+    """Completed paper-comparison trials grouped by variant, each at its best learning rate (the
+    paper's protocol, Springenberg et al. 2015 §3.1: a rate per model from a grid, here the one of
+    highest mean validation accuracy): that mean, each run's accuracy at that rate (seed repeats),
+    the rate, the mean at every rate tried, and the variant's FLOPs and latency (median)."""
+    groups: dict[str, dict[float, list[Mapping[str, Any]]]] = {}
     for t in study.get("trials", []):
         if t.get("status") == "completed":
-            groups.setdefault(_variant_of(t), []).append(t)
+            lr = (t.get("config") or {}).get("lr")
+            groups.setdefault(_variant_of(t), {}).setdefault(lr, []).append(t)
     out = {}
-    for variant, trials in groups.items():
-        runs = [t["val_accuracy"] for t in trials]
+    for variant, by_lr in groups.items():
+        means = {lr: statistics.fmean(t["val_accuracy"] for t in trials) for lr, trials in by_lr.items()}
+        best = max(means, key=means.get)
+        trials = by_lr[best]
         latency = [t["latency_ms"] for t in trials if t.get("latency_ms") is not None]
-        out[variant] = {"val_accuracy": statistics.fmean(runs), "runs": runs, "flops": trials[0].get("flops"),
+        out[variant] = {"val_accuracy": means[best], "runs": [t["val_accuracy"] for t in trials], "lr": best,
+                        "by_lr": means, "flops": trials[0].get("flops"),
                         "latency_ms": statistics.median(latency) if latency else None}
     return out
 
 
 def _variant_of(trial: Mapping[str, Any]) -> str:
-    """The paper variant a comparison trial trained ("All-CNN-C (seed 1)" -> "All-CNN-C")."""
-    return str(trial.get("variant")).split(SEED_SUFFIX)[0]
+    """The paper variant a comparison trial trained ("All-CNN-C (lr 0.002) (seed 1)" -> "All-CNN-C")."""
+    return str(trial.get("variant")).split(LR_SUFFIX)[0].split(SEED_SUFFIX)[0]
+
+
+def _lr_section(done: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The table of mean validation accuracy per variant and learning rate, when several were tried."""
+    rates = sorted({lr for v in done.values() for lr in v["by_lr"] if lr is not None})
+    if len(rates) < 2:
+        return []
+    rows = [[k, *(_fmt(v["by_lr"].get(lr), "%") if lr in v["by_lr"] else "—" for lr in rates), f"{v['lr']:g}"]
+            for k, v in done.items()]
+    return [("**Learning rate per variant.** As in the paper (Springenberg et al. 2015 §3.1: each model at the "
+             "rate from a grid that suits it), every variant is compared at its best rate below; the choice "
+             "uses the same validation images, for every variant alike."), ""] + _md_table(
+        ["variant", *(f"val acc % at lr {lr:g}" for lr in rates), "chosen lr"], rows) + [""]
 
 
 def write_index(root: str | Path = "results/studies") -> Path:
@@ -723,29 +743,46 @@ def write_index(root: str | Path = "results/studies") -> Path:
     return zreport.write_text(root / "README.md", "\n".join(lines))
 
 
-def paper_variants(recipe: Any, seeds: int = 1) -> dict[str, list[str]]:
+def paper_variants(recipe: Any, seeds: int = 1, lrs: Sequence[float] = ()) -> dict[str, list[str]]:
     """The All-CNN paper's four model-C variants as overrides of ``recipe`` (its own
     ``model.downsample``, if any, is dropped so every variant is the published network), each
-    trained with ``seeds`` consecutive seeds from the recipe's (round by round, so that an
-    interrupted comparison has every variant once first; repeats are labelled ``"<variant> (seed N)"``)."""
+    trained with ``seeds`` consecutive seeds from the recipe's and at each learning rate of ``lrs``
+    (default: the recipe's own; the paper picks each model's rate from a grid, §3.1). Round by
+    round, so that an interrupted comparison has every variant once first: the recipe's rate before
+    the others, every rate before the next seed. Labels: ``"<variant> (lr R) (seed N)"``, where the
+    recipe's own rate and seed add nothing, so a comparison run without ``lrs`` extends with them."""
     if seeds < 1:
         raise ZooError(f"--paper-seeds {seeds}: the comparison needs at least one seed per variant (1 or more).")
+    rates = _paper_rates(recipe.optimizer.lr, lrs)
     extra = ["model.downsample=null"] if "downsample" in recipe.model.options else []
     out = {}
     for k in range(seeds):
         seed = recipe.train.seed + k
-        for label, name in PAPER_VARIANTS.items():
-            key = label if k == 0 else f"{label}{SEED_SUFFIX}{seed})"
-            out[key] = [f"model.name={name}", *extra, *([f"train.seed={seed}"] if k else [])]
+        for lr in rates:
+            own = lr == recipe.optimizer.lr
+            for label, name in PAPER_VARIANTS.items():
+                key = label + ("" if own else f"{LR_SUFFIX}{lr:g})") + ("" if k == 0 else f"{SEED_SUFFIX}{seed})")
+                out[key] = [f"model.name={name}", *extra, *([] if own else [f"optimizer.lr={lr:g}"]),
+                            *([f"train.seed={seed}"] if k else [])]
     return out
+
+
+def _paper_rates(own: float, lrs: Sequence[float]) -> list[float]:
+    """The learning-rate grid of a paper comparison, the recipe's own rate first when it is in it."""
+    rates = [float(lr) for lr in lrs] or [own]
+    bad = [lr for lr in rates if not lr > 0]
+    if bad or len(set(rates)) != len(rates):
+        raise ZooError(f"--paper-lrs {','.join(f'{lr:g}' for lr in rates)}: learning rates must be positive and "
+                       "different from each other (e.g. --paper-lrs 0.001,0.002).")
+    return sorted(rates, key=lambda lr: lr != own)
 
 
 def study(recipes: Sequence[str | Path] = (), *, root: str | Path = "results/studies", paper: str | Path | None = None,
           collect_only: bool = False, resume: bool = False, overwrite: bool = False, overrides: Sequence[str] = (),
-          paper_seeds: int = 1, **tune_options: Any) -> Path:
+          paper_seeds: int = 1, paper_lrs: Sequence[float] = (), **tune_options: Any) -> Path:
     """Run a :func:`zoo.tune.tune` search per recipe into ``root/<recipe>/`` and, with ``paper``,
     the All-CNN comparison (:data:`PAPER_VARIANTS`, :func:`zoo.tune.compare`) into
-    ``root/<paper recipe>-paper/`` (``paper_seeds`` seeds per variant); then write ``root/README.md`` (:func:`write_index`).
+    ``root/<paper recipe>-paper/`` (``paper_seeds`` seeds per variant, at each of ``paper_lrs``); then write ``root/README.md`` (:func:`write_index`).
     ``collect_only`` only rewrites the README from the studies already there."""
     from zoo.recipes import load_recipe
     from zoo.tune import compare, tune
@@ -759,7 +796,7 @@ def study(recipes: Sequence[str | Path] = (), *, root: str | Path = "results/stu
             recipe = load_recipe(paper, overrides)
             keep = {k: tune_options[k] for k in ("isolate", "latency_batch", "latency_repeats", "verbose")
                     if k in tune_options}
-            compare(recipe, paper_variants(recipe, paper_seeds), project_dir=root / f"{recipe.name}-paper", resume=resume,
+            compare(recipe, paper_variants(recipe, paper_seeds, paper_lrs), project_dir=root / f"{recipe.name}-paper", resume=resume,
                     overwrite=overwrite, name=f"{recipe.name}-paper", **keep)
     return write_index(root)
 
@@ -774,12 +811,23 @@ def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                                                "Strided-CNN-C, Model C) with this recipe")
     parser.add_argument("--paper-seeds", type=int, default=1, metavar="N",
                         help="train each paper variant with N consecutive seeds (default 1)")
+    parser.add_argument("--paper-lrs", type=_rates, default=(), metavar="LIST",
+                        help="train each paper variant at each of these learning rates and compare each at its best "
+                             "(the paper's protocol), e.g. 0.001,0.002 (default: the recipe's rate)")
     parser.add_argument("--override", "-O", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted recipe override for every study (repeatable)")
     parser.add_argument("--collect-only", action="store_true", help="only rewrite README.md from the studies there")
     add_search_options(parser)
     parser.set_defaults(func=study_from_args)
     return parser
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """``--paper-lrs 0.001,0.002`` -> (0.001, 0.002)."""
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give learning rates separated by commas, e.g. 0.001,0.002") from None
 
 
 def study_from_args(args: argparse.Namespace) -> int:
@@ -792,6 +840,7 @@ def study_from_args(args: argparse.Namespace) -> int:
     try:
         path = study(args.recipes, root=args.root, paper=args.paper_recipe, collect_only=args.collect_only,
                      resume=resume, overwrite=overwrite, overrides=args.override, paper_seeds=args.paper_seeds,
+                     paper_lrs=args.paper_lrs,
                      **options)
     except (TuneError, RecipeError, ZooError, FileNotFoundError) as err:
         print(f"zoo study: error: {err}", file=sys.stderr)

@@ -945,9 +945,19 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
         diffs.append("the saved search has no recipe")
     for key in ("kind", "space", "oracle", "budget", "seed", "uniform_first", "variants", "latency"):
         a, b = (json.loads(json.dumps(x, default=str)) for x in (saved.get(key), now.get(key)))
+        if key == "variants" and _extends(a, b):
+            continue
         if a != b:
             diffs.append(f"{key}: {a!r} -> {b!r}")
     return diffs
+
+
+def _extends(saved: Any, now: Any) -> bool:
+    """Whether a comparison's variants ``now`` keep every saved variant, unchanged and in its place,
+    and only add new ones after them (e.g. a second seed or learning rate): resuming runs just those."""
+    if not isinstance(saved, dict) or not isinstance(now, dict) or len(now) < len(saved):
+        return False
+    return list(now.items())[:len(saved)] == list(saved.items())
 
 
 def _default_project(recipe: Recipe) -> Path:
@@ -1080,7 +1090,8 @@ def compare(recipe: str | Path | Recipe | Mapping, variants: Mapping[str, Sequen
     """Fixed "trials": train ``recipe`` once per variant (label -> dotted overrides, e.g.
     ``{"ConvPool-CNN-C": ["model.name=convpool_cnn_c"]}``) under equal training (same recipe,
     data and seed), measured like search trials, and write the same study report. Resumable:
-    finished variants are kept."""
+    finished variants are kept, and variants added after the saved ones (more seeds or learning
+    rates) are all that a resume trains."""
     if not variants:
         raise TuneError("compare needs at least one variant.")
     if isolate not in ISOLATION:
@@ -1100,19 +1111,27 @@ def compare(recipe: str | Path | Recipe | Mapping, variants: Mapping[str, Sequen
                    "objective": OBJECTIVE, "budget": Budget().as_dict(), "oracle": "fixed"}
     prepare_project(project, description, resume=resume, overwrite=overwrite)
     runner = _Runner(recipe, project, budget=Budget(), latency=latency, isolate=isolate, verbose=verbose)
-    width = len(str(len(variants)))
     for i, (label, extra) in enumerate(variants.items()):
         rec = checked[label]
         ds = {k: str(v) for k, v in registry.resolve_plan(rec.model.name, **rec.model.options).choices.items()}
         info = {"values": {"variant": label}, "label": label, "variant": label,
                 "config": {"model": rec.model.name, "downsample": ds, "lr": rec.optimizer.lr,
                            "weight_decay": rec.optimizer.weight_decay, "epochs": rec.train.epochs}}
-        runner.run(f"{i:0{width}d}", list(extra), info)
+        runner.run(_variant_id(project, i, len(variants)), list(extra), info)
     from zoo import study as zstudy
 
     files = zstudy.write_report(project)
     study = zreport.read_json(files["json"])
     return StudyResult(project, study["trials"], study, files)
+
+
+def _variant_id(project: Path, index: int, count: int) -> str:
+    """Trial id of a comparison's ``index``-th variant: zero-padded to the count of variants, or the
+    id it already has in ``project`` (a comparison extended past 10 variants keeps ``trial_3``)."""
+    for width in range(1, len(str(count)) + 1):
+        if (project / f"trial_{index:0{width}d}").is_dir():
+            return f"{index:0{width}d}"
+    return f"{index:0{len(str(count))}d}"
 
 
 # -------------------------------------------------------------------------------------- CLI
