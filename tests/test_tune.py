@@ -450,7 +450,7 @@ def test_report_renders_from_a_synthetic_study_json(tmp_path):
         t["config"] = {**t["config"], "lr": 0.001}
     zstudy.render_report(fixed, paper)
     readme = zstudy.write_index(root).read_text()
-    assert "**Learning rate per variant.**" in readme
+    assert "**Learning rate per variant.**" in readme and ", learning rates 0.001, 0.002); the last column" in readme
     assert "| variant | val acc % at lr 0.001 | val acc % at lr 0.002 | chosen lr |" in readme
     assert "| All-CNN-C | 57.00 | 62.00 | 0.002 |" in readme and "| Model C | 51.00 | 41.00 | 0.001 |" in readme
     assert "(ConvPool-CNN-C) instead of striding it (All-CNN-C): -8.00 pts validation accuracy (means over 2 and 1 seeds)" in readme

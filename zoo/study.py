@@ -620,6 +620,9 @@ def _paper_section(study: Mapping[str, Any], folder: str) -> list[str]:
                           f"{100 * min(v['runs']):.2f}–{100 * max(v['runs']):.2f}"] for k, v in done.items()]) + [""]
     train = recipe.get("train") or {}
     seeds = "each seed listed" if many else f"seed {train.get('seed')}"
+    rates = _rates_tried(done)
+    if len(rates) > 1:
+        seeds += f", learning rates {', '.join(f'{lr:g}' for lr in rates)}"
     return [f"### [{folder}]({folder}/report.md) — Springenberg et al. 2015, Table 2, under equal training", "",
             *verdict_line, *(summary if many else []),
             (f"Recipe {recipe.get('name')} for every variant (same data, {train.get('epochs')} epochs, {seeds}); "
@@ -670,9 +673,14 @@ def _variant_of(trial: Mapping[str, Any]) -> str:
     return str(trial.get("variant")).split(LR_SUFFIX)[0].split(SEED_SUFFIX)[0]
 
 
+def _rates_tried(done: Mapping[str, Mapping[str, Any]]) -> list[float]:
+    """The learning rates a paper comparison trained with (from :func:`_by_variant`), ascending."""
+    return sorted({lr for v in done.values() for lr in v["by_lr"] if lr is not None})
+
+
 def _lr_section(done: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """The table of mean validation accuracy per variant and learning rate, when several were tried."""
-    rates = sorted({lr for v in done.values() for lr in v["by_lr"] if lr is not None})
+    rates = _rates_tried(done)
     if len(rates) < 2:
         return []
     rows = [[k, *(_fmt(v["by_lr"].get(lr), "%") if lr in v["by_lr"] else "—" for lr in rates), f"{v['lr']:g}"]
