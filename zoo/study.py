@@ -619,13 +619,12 @@ def _paper_section(study: Mapping[str, Any], folder: str) -> list[str]:
                         [[k, len(v["runs"]), _fmt(v["val_accuracy"], "%"),
                           f"{100 * min(v['runs']):.2f}–{100 * max(v['runs']):.2f}"] for k, v in done.items()]) + [""]
     train = recipe.get("train") or {}
-    seeds = "each seed listed" if many else f"seed {train.get('seed')}"
     rates = _rates_tried(done)
-    if len(rates) > 1:
-        seeds += f", learning rates {', '.join(f'{lr:g}' for lr in rates)}"
+    varied = ("each seed listed" if many else f"seed {train.get('seed')}") + (
+        f", learning rates {', '.join(f'{lr:g}' for lr in rates)}" if len(rates) > 1 else "")
     return [f"### [{folder}]({folder}/report.md) — Springenberg et al. 2015, Table 2, under equal training", "",
             *verdict_line, *(summary if many else []),
-            (f"Recipe {recipe.get('name')} for every variant (same data, {train.get('epochs')} epochs, {seeds}); "
+            (f"Recipe {recipe.get('name')} for every variant (same data, {train.get('epochs')} epochs, {varied}); "
              "the last column is the paper's CIFAR-10 test error after 350 epochs on all 50k images without "
              "augmentation, for reference only."), ""] + _md_table(
         ["variant", "model", "status", "val acc %", "params", "MFLOPs", "latency ms", "train s",
