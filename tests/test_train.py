@@ -232,6 +232,9 @@ def test_schedules():
     assert [_lr(lin, e) for e in (0, 34, 68)] == pytest.approx([0.04, 0.02, 0.0], abs=1e-7)
     assert _lr(RecipeSchedule(0.3, 10), 5) == pytest.approx(0.3)
     assert RecipeSchedule.from_config(step.get_config()).get_config() == step.get_config()
+    cycles = RecipeSchedule(0.03, 10, "cosine", 37, warmup_epochs=1, cycles=6)  # 1 + 6 cycles of 6 epochs
+    assert [_lr(cycles, e) for e in (1, 4, 6.9, 7, 10, 36.9)] == pytest.approx(
+        [0.03, 0.015, 0.0, 0.03, 0.015, 0.0], abs=1e-4)
 
 
 def _dense_model() -> keras.Model:
@@ -298,3 +301,95 @@ def test_init_weights_errors_before_training(tiny_run, npz, tmp_path):
     other["model"] = {"name": "resnet32"}
     with pytest.raises(ValueError, match="does not fit .*same model"):
         train(other, run_dir=tmp_path / "b")
+
+
+# ------------------------------------------------------------------------ weight averaging
+def _end_epochs(averager, model, epochs: dict[int, float]) -> None:
+    for epoch, value in epochs.items():
+        model.set_weights([np.full_like(w, value) for w in model.get_weights()])
+        averager.on_epoch_end(epoch)
+
+
+def test_weight_averaging_is_the_mean_from_its_start_epoch_and_survives_a_resume(tmp_path):
+    from zoo.train import WeightAveraging
+
+    model = _dense_model()
+    first = WeightAveraging(start=2, path=tmp_path / "swa.npz")
+    first.set_model(model)
+    first.on_train_begin()
+    _end_epochs(first, model, {0: 100.0, 1: 1.0, 2: 2.0})  # epoch index 0 is epoch 1: before the start
+    assert (first.count, first.last_epoch) == (2, 3)
+    # a killed run resumes at epoch 3 (its backup was older than the average): epoch 3 is not counted twice
+    resumed = WeightAveraging(start=2, path=tmp_path / "swa.npz")
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    _end_epochs(resumed, model, {2: 50.0, 3: 6.0})
+    assert (resumed.count, resumed.last_epoch) == (3, 4)
+    fresh = _dense_model()
+    report = resumed.apply(fresh, images=None, steps=0)  # no BatchNorm: nothing to recompute
+    for w in fresh.get_weights():
+        np.testing.assert_allclose(w, (1.0 + 2.0 + 6.0) / 3, rtol=1e-6)
+    assert report == {"start_epoch": 2, "every": 1, "last_epoch": 4, "models_averaged": 3, "batchnorm_batches": 0}
+
+
+def test_weight_averaging_every_few_epochs_takes_the_cycle_ends(tmp_path):
+    from zoo.train import WeightAveraging
+
+    model = _dense_model()
+    averager = WeightAveraging(start=3, path=tmp_path / "swa.npz", every=3)
+    averager.set_model(model)
+    averager.on_train_begin()
+    _end_epochs(averager, model, {e: float(e + 1) for e in range(9)})  # epochs 1..9 hold their number
+    assert (averager.count, averager.last_epoch) == (3, 9)  # epochs 3, 6 and 9
+    for w in averager.mean:
+        np.testing.assert_allclose(w, (3 + 6 + 9) / 3)
+
+
+def test_weight_averaging_refuses_to_apply_an_empty_average(tmp_path):
+    from zoo.train import WeightAveraging
+
+    averager = WeightAveraging(start=5, path=tmp_path / "swa.npz")
+    with pytest.raises(RuntimeError, match="no weights were averaged: the run ended before epoch 5"):
+        averager.apply(_dense_model(), images=None, steps=0)
+
+
+def test_recompute_batchnorm_gives_the_mean_of_the_batch_statistics():
+    import tensorflow as tf
+
+    from zoo.layers.ops import fused_batch_norm
+    from zoo.train import recompute_batchnorm
+
+    inner_in = keras.Input((4, 4, 2))
+    inner = keras.Model(inner_in, fused_batch_norm(momentum=0.9, epsilon=1e-5)(inner_in))  # nested, as zoo nets are
+    outer_in = keras.Input((4, 4, 2))
+    model = keras.Model(outer_in, keras.layers.BatchNormalization(momentum=0.99)(inner(outer_in)))
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(3 * 8, 4, 4, 2)) * [1.0, 3.0] + [5.0, -2.0]).astype("float32")
+    images = tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x)))).batch(8)
+    assert recompute_batchnorm(model, images.repeat(), steps=3) == 3
+    batches = x.reshape(3, 8 * 16, 2)
+    bn = inner.layers[-1]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), batches.mean(axis=1).mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), batches.var(axis=1).mean(axis=0), rtol=1e-4)
+    assert bn.momentum == 0.9 and model.layers[-1].momentum == 0.99  # restored
+    # the outer layer saw the inner one's training-mode outputs: zero mean, unit variance per batch
+    np.testing.assert_allclose(model.layers[-1].moving_mean.numpy(), 0.0, atol=1e-5)
+
+
+def test_swa_run_saves_the_average_and_reports_it(npz, tmp_path):
+    run = train(_recipe(npz, epochs=3, swa_start_epoch=2), run_dir=tmp_path / "swa")
+    averaged = run.report["weight_averaging"]
+    assert averaged == {"start_epoch": 2, "every": 1, "last_epoch": 3, "models_averaged": 2, "batchnorm_batches": 3}
+    with np.load(run.run_dir / "checkpoints" / "swa.npz") as saved:
+        mean = [saved[f"w{i}"] for i in range(int(len(saved.files)) - 2)]
+    model = keras.saving.load_model(run.run_dir / "model.keras", safe_mode=True, compile=False)
+    for w, m in zip(model.trainable_weights, mean):
+        np.testing.assert_allclose(w.numpy(), m, rtol=1e-6, atol=1e-7)
+    assert "mean of epochs 2-3 (2 models, SWA)" in (run.run_dir / "report.md").read_text()
+
+
+def test_swa_start_epoch_past_the_last_epoch_is_refused():
+    from zoo.recipes import RecipeError
+
+    with pytest.raises(RecipeError, match=r"train.swa_start_epoch must be in \[0, 3\]"):
+        load_recipe("resnet20-swa", ["train.epochs=3"])

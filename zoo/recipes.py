@@ -142,7 +142,9 @@ class ScheduleSection:
 
     Each may start with ``warmup_epochs`` of linear warm-up from ``lr * start_factor`` (Goyal et
     al. 2017 §2.2); for ``onecycle`` the warm-up is the rising half. ``epochs`` of ``None``
-    stretches the schedule over ``train.epochs``.
+    stretches the schedule over ``train.epochs``. ``cycles`` > 1 splits the time after the
+    warm-up into that many equal cycles and restarts the decay at each (SGDR with a constant
+    cycle length, Loshchilov & Hutter 2017 §3; the cyclical rate of SWA, Izmailov et al. 2018 §3.1).
     """
 
     name: Literal["constant", "step", "cosine", "linear", "onecycle"] = "constant"
@@ -152,6 +154,7 @@ class ScheduleSection:
     milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
     final_factor: float = 0.0
+    cycles: int = 1
 
 
 @dataclass
@@ -169,6 +172,12 @@ class TrainSection:
     or its ``model.weights.h5``, the same model and normalisation): a warm restart in the sense of
     SGDR (Loshchilov & Hutter 2017 §3), or fine-tuning. A resumed run continues from its own
     checkpoints, not from these.
+    ``swa_start_epoch``: stochastic weight averaging (Izmailov et al. 2018 §3): from this epoch
+    (1-based) on, the weights at the end of every epoch join a running average, which becomes the
+    final model once its BatchNorm statistics are recomputed on the training images (§3.2). ``0``
+    (default) keeps the last epoch's weights. Pair it with a constant or high final rate (§3.1).
+    ``swa_every``: average only every that many epochs from ``swa_start_epoch``: with
+    ``schedule.cycles``, the ends of the cycles, where the rate is lowest (§3.1's cyclical rate).
     """
 
     epochs: int = 10
@@ -182,6 +191,8 @@ class TrainSection:
     progress: Literal["auto", "bar", "epoch", "none"] = "auto"
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     init_weights: str | None = None
+    swa_start_epoch: int = 0
+    swa_every: int = 1
 
 
 @dataclass
@@ -508,12 +519,16 @@ def _check_values(r: Recipe) -> None:
         (0 <= r.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (r.train.steps_per_epoch is None or r.train.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1"),
         (r.train.steps_per_execution >= 1, "train.steps_per_execution must be >= 1"),
+        (0 <= r.train.swa_start_epoch <= r.train.epochs,
+         f"train.swa_start_epoch must be in [0, {r.train.epochs}] (0: no weight averaging)"),
         (r.schedule_epochs > 0, "schedule.epochs must be positive"),
         (0 <= r.schedule.warmup_epochs < r.schedule_epochs,
          f"schedule.warmup_epochs must be in [0, {r.schedule_epochs}) (the schedule's length)"),
         (0 < r.schedule.start_factor <= 1, "schedule.start_factor must be in (0, 1]"),
         (0 <= r.schedule.final_factor <= 1, "schedule.final_factor must be in [0, 1]"),
         (r.schedule.gamma > 0, "schedule.gamma must be positive"),
+        (r.schedule.cycles >= 1, "schedule.cycles must be at least 1"),
+        (r.train.swa_every >= 1, "train.swa_every must be at least 1"),
         (list(r.schedule.milestones) == sorted(set(r.schedule.milestones)) and
          all(m > 0 for m in r.schedule.milestones), "schedule.milestones must be increasing positive epochs"),
         (r.schedule.name == "step" or not r.schedule.milestones,

@@ -197,6 +197,10 @@ def render_run_markdown(report: Mapping[str, Any], curves: str | None = CURVES) 
         ("final val loss", _fmt(final.get("val_loss"))),
         ("best val accuracy", f"{_fmt(best.get('val_accuracy'), '%')} (epoch {_fmt(best.get('epoch'))})"),
     ]
+    if report.get("weight_averaging"):
+        w = report["weight_averaging"]
+        rows.append(("final weights", f"mean of epochs {w['start_epoch']}-{w['last_epoch']} ({w['models_averaged']} "
+                                      f"models, SWA), BatchNorm statistics recomputed"))
     rows += [(f"{split} accuracy / loss (final weights)",
               f"{_fmt(m.get('accuracy'), '%')} / {_fmt(m.get('loss'))}") for split, m in evaluation.items()]
     rows += [("training time", f"{_fmt(timing.get('train_time_s'))} s"),

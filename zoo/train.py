@@ -6,8 +6,9 @@ A run directory (``runs/<recipe>-<model>/`` unless given) holds::
     history.csv          one row per finished epoch (epoch counted from 1)
     tensorboard/         TensorBoard logs
     checkpoints/         backup/ (keras.callbacks.BackupAndRestore, deleted when the run ends),
-                         best.weights.h5 (best val accuracy), last.weights.h5 (last good epoch)
-    model.weights.h5     final weights of the inference model
+                         best.weights.h5 (best val accuracy), last.weights.h5 (last good epoch),
+                         swa.npz (the running weight average, with ``train.swa_start_epoch``)
+    model.weights.h5     final weights of the inference model (the average, with SWA)
     model.keras          the inference model: raw 0..255 RGB -> normalisation -> zoo model -> logits
     report.json / report.md / curves.png
 
@@ -119,22 +120,27 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     Time is measured in fractional epochs (``step / steps_per_epoch``), so step milestones drop
     the rate after the epoch they name. ``onecycle`` without ``warmup_epochs`` rises over the
-    first 30% of the schedule (Smith & Topin 2019; PyTorch's ``pct_start``).
+    first 30% of the schedule (Smith & Topin 2019; PyTorch's ``pct_start``). ``cycles`` restarts
+    the decay that many times after the warm-up, each cycle ``(epochs - warmup) / cycles`` long.
     """
 
     def __init__(self, lr: float, steps_per_epoch: int, name: str = "constant", epochs: float = 1.0,
                  warmup_epochs: float = 0.0, start_factor: float = 0.1, milestones: Sequence[float] = (),
-                 gamma: float = 0.1, final_factor: float = 0.0):
+                 gamma: float = 0.1, final_factor: float = 0.0, cycles: int = 1):
         self.lr, self.steps_per_epoch, self.name = float(lr), int(steps_per_epoch), name
         self.epochs, self.warmup_epochs = float(epochs), float(warmup_epochs)
         if name == "onecycle" and not warmup_epochs:
             self.warmup_epochs = 0.3 * self.epochs
         self.start_factor, self.gamma, self.final_factor = float(start_factor), float(gamma), float(final_factor)
         self.milestones = [float(m) for m in milestones]
+        self.cycles = int(cycles)
 
     def _decay(self, e):
         ops, w = keras.ops, self.warmup_epochs
-        t = ops.clip((e - w) / max(self.epochs - w, 1e-9), 0.0, 1.0)
+        length = max(self.epochs - w, 1e-9) / self.cycles
+        if self.cycles > 1:  # time within the current cycle
+            e = ops.where(e > w, w + ops.mod(e - w, length), e)
+        t = ops.clip((e - w) / length, 0.0, 1.0)
         if self.name == "step":
             passed = sum((ops.cast(e >= m, "float32") for m in self.milestones), ops.zeros_like(e))
             return ops.power(self.gamma, passed)
@@ -156,7 +162,8 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr, "steps_per_epoch": self.steps_per_epoch, "name": self.name, "epochs": self.epochs,
                 "warmup_epochs": self.warmup_epochs, "start_factor": self.start_factor,
-                "milestones": self.milestones, "gamma": self.gamma, "final_factor": self.final_factor}
+                "milestones": self.milestones, "gamma": self.gamma, "final_factor": self.final_factor,
+                "cycles": self.cycles}
 
 
 # ---------------------------------------------------------------------------------- callbacks
@@ -234,6 +241,86 @@ class HistoryCSV(keras.callbacks.Callback):
         rows = [r for r in zreport.read_history(self.path) if r.get("epoch", 0) < epoch + 1]
         rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         zreport.write_history(rows, self.path)
+
+
+class WeightAveraging(keras.callbacks.Callback):
+    """Stochastic weight averaging (Izmailov et al. 2018, Algorithm 1): from epoch ``start``
+    (1-based) on, every ``every``-th epoch's final trainable weights join a running mean. The mean and the epoch
+    it covers are saved atomically to ``path`` at every epoch's end, so a killed run resumes with
+    its average (an epoch re-run after a resume is not counted twice). :meth:`apply` then loads
+    the mean into the model and recomputes its BatchNorm statistics (§3.2)."""
+
+    def __init__(self, start: int, path: Path, every: int = 1):
+        super().__init__()
+        self.start, self.path, self.every = int(start), Path(path), int(every)
+        self.mean: list[np.ndarray] | None = None
+        self.count, self.last_epoch = 0, 0
+
+    def on_train_begin(self, logs=None):
+        if self.path.exists():
+            with np.load(self.path) as saved:
+                self.count, self.last_epoch = int(saved["count"]), int(saved["epoch"])
+                self.mean = [saved[f"w{i}"] for i in range(len(self.model.trainable_weights))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.start or (epoch + 1 - self.start) % self.every or epoch + 1 <= self.last_epoch:
+            return
+        weights = [keras.ops.convert_to_numpy(w).astype(np.float64) for w in self.model.trainable_weights]
+        if self.mean is None:
+            self.mean = weights
+        else:
+            self.mean = [m + (w - m) / (self.count + 1) for m, w in zip(self.mean, weights)]
+        self.count, self.last_epoch = self.count + 1, epoch + 1
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, count=self.count, epoch=self.last_epoch, **{f"w{i}": m for i, m in enumerate(self.mean)})
+        tmp.replace(self.path)
+
+    def apply(self, model: keras.Model, images: tf.data.Dataset, steps: int) -> dict[str, Any]:
+        """Load the average into ``model``, recompute BatchNorm statistics on ``steps`` batches of
+        ``images`` and return what was done, for the report."""
+        if self.mean is None:
+            raise RuntimeError(f"no weights were averaged: the run ended before epoch {self.start}.")
+        for variable, mean in zip(model.trainable_weights, self.mean):
+            variable.assign(mean.astype(variable.dtype))
+        batches = recompute_batchnorm(model, images, steps)
+        print(f"zoo.train: weights averaged over epochs {self.start}-{self.last_epoch} (every {self.every}: "
+              f"{self.count} models); "
+              f"BatchNorm statistics recomputed on {batches} training batches", flush=True)
+        return {"start_epoch": self.start, "every": self.every, "last_epoch": self.last_epoch,
+                "models_averaged": self.count, "batchnorm_batches": batches}
+
+
+def recompute_batchnorm(model: keras.Model, images: tf.data.Dataset, steps: int) -> int:
+    """Replace the moving statistics of every BatchNorm layer in ``model`` by their exact means
+    over ``steps`` batches of ``images`` (``(x, y)`` batches) seen in training mode, as SWA's
+    ``bn_update`` does (Izmailov et al. 2018 §3.2); returns the batches used. Weights other than the
+    statistics are untouched."""
+    layers = [l for l in model._flatten_layers(include_self=False)  # nested models' layers too
+              if isinstance(l, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    momenta = [l.momentum for l in layers]
+    sums = [[np.zeros(l.moving_mean.shape), np.zeros(l.moving_variance.shape)] for l in layers]
+    batches = 0
+    try:
+        for l in layers:
+            l.momentum = 0.0  # the moving statistics become the last batch's, read after each step
+        forward = tf.function(lambda x: model(x, training=True))  # traced after the change
+        for x, _ in images.take(steps):
+            forward(x)
+            for (mean, var), l in zip(sums, layers):
+                mean += keras.ops.convert_to_numpy(l.moving_mean)
+                var += keras.ops.convert_to_numpy(l.moving_variance)
+            batches += 1
+    finally:
+        for l, m in zip(layers, momenta):
+            l.momentum = m
+    if batches:
+        for (mean, var), l in zip(sums, layers):
+            l.moving_mean.assign((mean / batches).astype(l.moving_mean.dtype))
+            l.moving_variance.assign((var / batches).astype(l.moving_variance.dtype))
+    return batches
 
 
 # ------------------------------------------------------------------------------------ run dir
@@ -419,7 +506,7 @@ def make_optimizer(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> 
     penalties on the kernels, or the optimizer's decoupled decay); see :mod:`zoo.recipes`."""
     o, s = recipe.optimizer, recipe.schedule
     schedule = RecipeSchedule(o.lr, steps_per_epoch, s.name, recipe.schedule_epochs, s.warmup_epochs,
-                              s.start_factor, s.milestones, s.gamma, s.final_factor)
+                              s.start_factor, s.milestones, s.gamma, s.final_factor, s.cycles)
     decoupled = o.weight_decay if o.decay_mode == "decoupled" and o.weight_decay > 0 else None
     common = {"learning_rate": schedule, "weight_decay": decoupled, "clipnorm": o.clipnorm}
     if o.name == "sgd":
@@ -465,6 +552,7 @@ class Callbacks(NamedTuple):
     guard: NanGuard
     stats: EpochStats
     all: list[Any]
+    swa: WeightAveraging | None = None
 
 
 def _callbacks(recipe: Recipe, run: Path, data: Data, history: list[dict[str, Any]]) -> Callbacks:
@@ -475,10 +563,13 @@ def _callbacks(recipe: Recipe, run: Path, data: Data, history: list[dict[str, An
     monitor = "val_accuracy" if data.validation is not None else "accuracy"
     best = max((r[monitor] for r in history if isinstance(r.get(monitor), (int, float))), default=None)
     guard, stats = NanGuard(), EpochStats(data.images_per_epoch)
+    t = recipe.train
+    swa = WeightAveraging(t.swa_start_epoch, ckpt / "swa.npz", t.swa_every) if t.swa_start_epoch else None
     callbacks = [
         guard,
         stats,
         HistoryCSV(run / "history.csv"),
+        *([swa] if swa else []),
         keras.callbacks.ModelCheckpoint(ckpt / "best.weights.h5", monitor=monitor, mode="max", save_best_only=True,
                                         save_weights_only=True, initial_value_threshold=best),
         keras.callbacks.ModelCheckpoint(ckpt / "last.weights.h5", save_weights_only=True),
@@ -486,7 +577,7 @@ def _callbacks(recipe: Recipe, run: Path, data: Data, history: list[dict[str, An
     ]
     if recipe.output.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(run / "tensorboard", write_graph=False, profile_batch=0))
-    return Callbacks(guard, stats, callbacks)
+    return Callbacks(guard, stats, callbacks, swa)
 
 
 def _fit(model: keras.Model, recipe: Recipe, data: Data, callbacks: Callbacks) -> str:
@@ -605,7 +696,10 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     callbacks = _callbacks(recipe, run, data, zreport.read_history(run / "history.csv"))
     _announce(recipe, run, data)
     status = _fit(model, recipe, data, callbacks)
-    result = _finish(recipe, run, data, model, net, status, callbacks, started)
+    averaged = None
+    if callbacks.swa and status == "completed":
+        averaged = callbacks.swa.apply(model, data.train, data.steps_per_epoch)
+    result = _finish(recipe, run, data, model, net, status, callbacks, started, averaged)
     if status == "nan" and recipe.train.nan_policy == "raise":
         raise TrainingDiverged(result.report["message"])
     return result
@@ -651,8 +745,9 @@ def _save_and_evaluate(run: Path, recipe: Recipe, data: Data, model: keras.Model
 
 
 def _finish(recipe: Recipe, run: Path, data: Data, model: keras.Model, net: keras.Model, status: str,
-            callbacks: Callbacks, started: float) -> RunResult:
-    """Save the final model, evaluate it and write the report."""
+            callbacks: Callbacks, started: float, averaged: dict[str, Any] | None = None) -> RunResult:
+    """Save the final model (the weight average when ``averaged`` says so), evaluate it and write
+    the report."""
     history = zreport.read_history(run / "history.csv")
     tripped = callbacks.guard.tripped
     message = _restore_last_good(run, model, tripped, history) if status == "nan" else ""
@@ -664,7 +759,8 @@ def _finish(recipe: Recipe, run: Path, data: Data, model: keras.Model, net: kera
         "run_name": run.name, "run_dir": str(run), "status": status, "message": message,
         "epochs": recipe.train.epochs, "recipe": resolve(recipe),
         "model": _model_facts(recipe, model, net), "data": _data_facts(data.info),
-        "final": final, "best": best, "evaluation": evaluation, "nan": tripped, "history": history,
+        "final": final, "best": best, "evaluation": evaluation, "weight_averaging": averaged, "nan": tripped,
+        "history": history,
         "timing": _timing(history, started, callbacks.stats.epochs_run), "settings": _settings(recipe, data),
         "environment": runtime.environment(),
     }
