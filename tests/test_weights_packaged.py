@@ -61,7 +61,7 @@ def test_zoo_weights_lists_each_entry_on_one_line_of_80_columns(capsys):
 
     assert main(["weights"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert max(map(len, lines)) <= 80
+    assert max(map(len, lines)) <= 80 and not any("He et al." in line for line in lines)  # no descriptions
     for e in PACKAGED:
         row = next(line for line in lines if line.split()[:2] == [e.name, e.tag])
         accuracy = e.metrics["holdout"]["accuracy"] if "holdout" in e.metrics else None
@@ -70,6 +70,9 @@ def test_zoo_weights_lists_each_entry_on_one_line_of_80_columns(capsys):
     assert main(["weights", "resnet20"]) == 0
     out = capsys.readouterr().out
     assert "resnet20:cifar10" in out and "resnet56" not in out and "ResNet-20" in out  # the description
+    assert main(["weights", "--long"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{e.name}:{e.tag}" in out for e in PACKAGED) and "He et al." in out  # every description
 
 
 def test_all_packaged_weights_stay_under_100_mb():
