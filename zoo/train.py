@@ -245,10 +245,10 @@ class HistoryCSV(keras.callbacks.Callback):
 
 class WeightAveraging(keras.callbacks.Callback):
     """Stochastic weight averaging (Izmailov et al. 2018, Algorithm 1): from epoch ``start``
-    (1-based) on, every ``every``-th epoch's final trainable weights join a running mean. The mean and the epoch
-    it covers are saved atomically to ``path`` at every epoch's end, so a killed run resumes with
-    its average (an epoch re-run after a resume is not counted twice). :meth:`apply` then loads
-    the mean into the model and recomputes its BatchNorm statistics (§3.2)."""
+    (1-based) on, the trainable weights at the end of every ``every``-th epoch join a running mean.
+    The mean and the last epoch it covers are saved atomically to ``path`` each time, so a killed
+    run resumes with its average (an epoch re-run after a resume is not counted twice).
+    :meth:`apply` then loads the mean into the model and recomputes its BatchNorm statistics (§3.2)."""
 
     def __init__(self, start: int, path: Path, every: int = 1):
         super().__init__()
@@ -285,8 +285,7 @@ class WeightAveraging(keras.callbacks.Callback):
             variable.assign(mean.astype(variable.dtype))
         batches = recompute_batchnorm(model, images, steps)
         print(f"zoo.train: weights averaged over epochs {self.start}-{self.last_epoch} (every {self.every}: "
-              f"{self.count} models); "
-              f"BatchNorm statistics recomputed on {batches} training batches", flush=True)
+              f"{self.count} models); BatchNorm statistics recomputed on {batches} training batches", flush=True)
         return {"start_epoch": self.start, "every": self.every, "last_epoch": self.last_epoch,
                 "models_averaged": self.count, "batchnorm_batches": batches}
 
