@@ -381,7 +381,7 @@ def test_swa_run_saves_the_average_and_reports_it(npz, tmp_path):
     averaged = run.report["weight_averaging"]
     assert averaged == {"start_epoch": 2, "every": 1, "last_epoch": 3, "models_averaged": 2, "batchnorm_batches": 3}
     with np.load(run.run_dir / "checkpoints" / "swa.npz") as saved:
-        mean = [saved[f"w{i}"] for i in range(int(len(saved.files)) - 2)]
+        mean = [saved[f"w{i}"] for i in range(len(saved.files) - 2)]
     model = keras.saving.load_model(run.run_dir / "model.keras", safe_mode=True, compile=False)
     for w, m in zip(model.trainable_weights, mean):
         np.testing.assert_allclose(w.numpy(), m, rtol=1e-6, atol=1e-7)

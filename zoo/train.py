@@ -262,8 +262,12 @@ class WeightAveraging(keras.callbacks.Callback):
                 self.count, self.last_epoch = int(saved["count"]), int(saved["epoch"])
                 self.mean = [saved[f"w{i}"] for i in range(len(self.model.trainable_weights))]
 
+    def _due(self, epoch: int) -> bool:
+        """Whether 1-based ``epoch`` joins the average (and has not already, before a resume)."""
+        return epoch >= self.start and (epoch - self.start) % self.every == 0 and epoch > self.last_epoch
+
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 < self.start or (epoch + 1 - self.start) % self.every or epoch + 1 <= self.last_epoch:
+        if not self._due(epoch + 1):
             return
         weights = [keras.ops.convert_to_numpy(w).astype(np.float64) for w in self.model.trainable_weights]
         if self.mean is None:
