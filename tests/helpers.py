@@ -1,7 +1,8 @@
-"""Small utilities shared by the model tests."""
+"""Small utilities shared by the tests."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -45,3 +46,24 @@ def assert_grads_reach_every_weight(model) -> None:
 def random_images(model, batch: int = 2, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(0, 255, size=(batch, *model.input.shape[1:])).astype("float32")
+
+
+def tiny_npz(path: Path, count: int, size: int = 16, seed: int = 0) -> Path:
+    """Random 16x16 images whose mean colour depends on the class, so a few steps learn something."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(count) % 4
+    x = rng.integers(0, 120, (count, size, size, 3)) + 40 * y[:, None, None, None]
+    np.savez(path, x=x.astype("uint8"), y=y.astype("int32"))
+    return path
+
+
+def tiny_recipe(npz: Path, **train) -> dict:
+    return {
+        "name": "tiny",
+        "description": "a seconds-long resnet20 run on random 16x16 images",
+        "model": {"name": "resnet20"},
+        "data": {"source": str(npz), "validation": 32, "batch_size": 32, "augment": ["flip"]},
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+        "schedule": {"name": "cosine", "warmup_epochs": 0.5},
+        "train": {"epochs": 1, "seed": 3, "progress": "none", **train},
+    }

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import tiny_npz as _tiny_npz, tiny_recipe as _recipe
 from zoo import report as zr
 from zoo.recipes import load_recipe
 from zoo.train import RecipeSchedule, RunDirError, RunFinishedError, evaluate, main, make_optimizer, train
@@ -24,27 +25,6 @@ METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
 RUN_FILES = ("recipe.yaml", "history.csv", "tensorboard", "checkpoints/best.weights.h5",
              "checkpoints/last.weights.h5", "model.weights.h5", "model.keras", "report.json", "report.md",
              "curves.png")
-
-
-def _tiny_npz(path: Path, count: int, size: int = 16, seed: int = 0) -> Path:
-    """Random 16x16 images whose mean colour depends on the class, so a few steps learn something."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(count) % 4
-    x = rng.integers(0, 120, (count, size, size, 3)) + 40 * y[:, None, None, None]
-    np.savez(path, x=x.astype("uint8"), y=y.astype("int32"))
-    return path
-
-
-def _recipe(npz: Path, **train) -> dict:
-    return {
-        "name": "tiny",
-        "description": "a seconds-long resnet20 run on random 16x16 images",
-        "model": {"name": "resnet20"},
-        "data": {"source": str(npz), "validation": 32, "batch_size": 32, "augment": ["flip"]},
-        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-        "schedule": {"name": "cosine", "warmup_epochs": 0.5},
-        "train": {"epochs": 1, "seed": 3, "progress": "none", **train},
-    }
 
 
 @pytest.fixture(scope="module")

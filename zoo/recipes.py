@@ -178,6 +178,10 @@ class TrainSection:
     (default) keeps the last epoch's weights. Pair it with a constant or high final rate (§3.1).
     ``swa_every``: average only every that many epochs from ``swa_start_epoch``: with
     ``schedule.cycles``, the ends of the cycles, where the rate is lowest (§3.1's cyclical rate).
+    ``teachers``: knowledge distillation (Hinton et al. 2015 §2; :mod:`zoo.distill`): trained
+    models (``NAME:TAG``, ``NAME:PATH`` or a ``.keras`` file / run directory) whose softened
+    probabilities, averaged, the student also learns; ``distill_weight`` is the share of the loss
+    they get (the labels get the rest), ``distill_temperature`` the softening ``T``.
     """
 
     epochs: int = 10
@@ -193,6 +197,9 @@ class TrainSection:
     init_weights: str | None = None
     swa_start_epoch: int = 0
     swa_every: int = 1
+    teachers: list[str] = field(default_factory=list)
+    distill_weight: float = 0.9
+    distill_temperature: float = 4.0
 
 
 @dataclass
@@ -529,6 +536,8 @@ def _check_values(r: Recipe) -> None:
         (r.schedule.gamma > 0, "schedule.gamma must be positive"),
         (r.schedule.cycles >= 1, "schedule.cycles must be at least 1"),
         (r.train.swa_every >= 1, "train.swa_every must be at least 1"),
+        (0 <= r.train.distill_weight <= 1, "train.distill_weight must be in [0, 1]"),
+        (r.train.distill_temperature > 0, "train.distill_temperature must be positive"),
         (list(r.schedule.milestones) == sorted(set(r.schedule.milestones)) and
          all(m > 0 for m in r.schedule.milestones), "schedule.milestones must be increasing positive epochs"),
         (r.schedule.name == "step" or not r.schedule.milestones,

@@ -201,6 +201,10 @@ def render_run_markdown(report: Mapping[str, Any], curves: str | None = CURVES) 
         w = report["weight_averaging"]
         rows.append(("final weights", f"mean of epochs {w['start_epoch']}-{w['last_epoch']} ({w['models_averaged']} "
                                       f"models, SWA), BatchNorm statistics recomputed"))
+    train = (report.get("recipe") or {}).get("train") or {}
+    if train.get("teachers"):
+        rows.append(("distilled from", f"{', '.join(train['teachers'])} (weight {train.get('distill_weight')}, "
+                                       f"temperature {train.get('distill_temperature')})"))
     rows += [(f"{split} accuracy / loss (final weights)",
               f"{_fmt(m.get('accuracy'), '%')} / {_fmt(m.get('loss'))}") for split, m in evaluation.items()]
     rows += [("training time", f"{_fmt(timing.get('train_time_s'))} s"),

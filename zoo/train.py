@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo.data as zdata
+from zoo import distill
 from zoo import flops as zflops
 from zoo import registry, runtime
 from zoo import report as zreport
@@ -423,6 +424,8 @@ def validate_recipe(recipe: Recipe) -> None:
     registry.resolve_plan(recipe.model.name, **recipe.model.options)
     if recipe.train.init_weights is not None:
         init_weights_path(recipe.train.init_weights)
+    for spec in recipe.train.teachers:
+        distill.check_teacher_spec(spec)
     d = recipe.data
     for field, names, valid in (("augment", d.augment, zdata.AUGMENTATIONS),
                                 ("eval_augment", d.eval_augment, zdata.AUGMENTATIONS),
@@ -478,6 +481,20 @@ def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> No
         raise ValueError(f"train.init_weights: {path} does not fit {model.name} ({first}). "
                          "Warm starts need the same model, options and normalisation as the run that saved it.") from e
     print(f"zoo.train: weights initialised from {path}", flush=True)
+
+
+def _with_teachers(model: keras.Model, recipe: Recipe, data: Data) -> keras.Model:
+    """``model`` distilled from ``train.teachers`` (:mod:`zoo.distill`), or ``model`` itself."""
+    t = recipe.train
+    if not t.teachers:
+        return model
+    if not _from_logits(recipe):
+        raise RecipeError("train.teachers: distillation needs a model that outputs logits; "
+                          "drop model.classifier_activation.")
+    teachers = distill.load_teachers(t.teachers, data.info.num_classes, _input_shape(recipe, data.info))
+    print(f"zoo.train: distilling from {', '.join(t.teachers)} (weight {t.distill_weight}, "
+          f"temperature {t.distill_temperature})", flush=True)
+    return distill.distilling(model, teachers, t.distill_weight, t.distill_temperature)
 
 
 def _from_logits(recipe: Recipe) -> bool:
@@ -695,6 +712,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     normalization = zdata.normalization_layer(recipe.data.normalization, data.raw_train)
     model, net = build_model(recipe, data.info, normalization)
     load_init_weights(model, recipe.train.init_weights)
+    model = _with_teachers(model, recipe, data)
     _compile(model, recipe, data)
     callbacks = _callbacks(recipe, run, data, zreport.read_history(run / "history.csv"))
     _announce(recipe, run, data)

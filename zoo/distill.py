@@ -1,0 +1,149 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural
+Network", §2): the student learns from the labels and from the softened class probabilities of
+one or more trained teachers.
+
+A recipe names its teachers in ``train.teachers``; :func:`zoo.train.train` then trains a
+:class:`DistillingModel`, the recipe's model with a loss of
+
+    (1 - w) * CE(labels, student) + w * T^2 * KL(mean_i softmax(t_i / T) || softmax(s / T))
+
+plus the weight-decay penalties, where ``w`` is ``train.distill_weight``, ``T`` is
+``train.distill_temperature`` (the ``T^2`` keeps the gradient scale independent of ``T``, §2)
+and an ensemble of teachers contributes the mean of its softened probabilities (§2's
+"arithmetic mean of the ensemble's predictive distributions"). The teachers see exactly the
+augmented batch the student sees ("consistent" teaching, Beyer et al. 2022 §3), run in inference
+mode, are never trained and are not part of the saved model: checkpoints, weight averages and
+``model.weights.h5`` hold the student alone. Validation loss is the plain label loss.
+
+A teacher is named as
+
+- ``NAME:WEIGHTS``: ``zoo.build(NAME, weights=WEIGHTS)``, a published tag (``resnet56:cifar10``)
+  or a weights file/run directory of that model; published models take raw 0..255 RGB, as the
+  training pipeline gives;
+- a ``.keras`` file or a run directory (its ``model.keras``, the inference model that takes raw
+  RGB), loaded in safe mode.
+
+Teachers must output logits for the dataset's classes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+from zoo.errors import ZooError
+
+
+class DistillError(ZooError):
+    """A teacher that cannot be used: missing, wrong number of classes, bad settings."""
+
+
+def _is_model_path(spec: str) -> bool:
+    path = Path(spec)
+    return path.suffix == ".keras" or path.is_dir()
+
+
+def check_teacher_spec(spec: str) -> None:
+    """Validate ``spec`` without building anything: the file exists, or the name and published
+    tag are known. Raises :class:`DistillError` naming the problem and the accepted forms."""
+    forms = "Give NAME:TAG (e.g. resnet56:cifar10), NAME:PATH to weights, or a .keras file / run directory."
+    if _is_model_path(spec):
+        path = Path(spec) / "model.keras" if Path(spec).is_dir() else Path(spec)
+        if not path.is_file():
+            raise DistillError(f"train.teachers: no model at {path}. {forms}")
+        return
+    name, sep, weights = spec.partition(":")
+    if not sep or not name or not weights:
+        raise DistillError(f"train.teachers: {spec!r} names no weights. {forms}")
+    from zoo import registry
+    from zoo.weights import registry as published
+
+    registry.get_entry(name)  # unknown model names raise with close matches
+    if Path(weights).suffix == ".h5" or Path(weights).is_dir():
+        if not Path(weights).exists():
+            raise DistillError(f"train.teachers: {spec!r}: no weights at {weights}. {forms}")
+    else:
+        try:
+            published.get_weights(name, weights)
+        except published.WeightsError as e:
+            raise DistillError(f"train.teachers: {spec!r}: {e}") from e
+
+
+def load_teacher(spec: str) -> keras.Model:
+    """The teacher ``spec`` names (see the module docstring), frozen."""
+    check_teacher_spec(spec)
+    if _is_model_path(spec):
+        path = Path(spec) / "model.keras" if Path(spec).is_dir() else Path(spec)
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    else:
+        from zoo.weights.registry import build
+
+        name, _, weights = spec.partition(":")
+        model = build(name, weights=weights)
+    model.trainable = False
+    return model
+
+
+def load_teachers(specs: Sequence[str], num_classes: int, input_shape: Sequence[int]) -> list[keras.Model]:
+    """Load every teacher and check it maps ``input_shape`` images to ``num_classes`` scores."""
+    teachers = []
+    for spec in specs:
+        teacher = load_teacher(spec)
+        takes = tuple(teacher.input_shape[1:])
+        if len(takes) != len(input_shape) or any(t not in (None, s) for t, s in zip(takes, input_shape)):
+            raise DistillError(f"train.teachers: {spec!r} takes {takes} images, the data gives {tuple(input_shape)}: "
+                               "a teacher must see the student's images (set data.image_size to match).")
+        classes = [tuple(out.shape)[-1] for out in teacher.outputs]
+        if classes != [num_classes]:
+            raise DistillError(f"train.teachers: {spec!r} outputs {', '.join(map(str, classes))} classes, the data has "
+                               f"{num_classes}: a teacher must be trained on the same classes.")
+        teachers.append(teacher)
+    return teachers
+
+
+def soft_targets(teachers: Sequence[keras.Model], images: Any, temperature: float) -> Any:
+    """The mean over ``teachers`` of ``softmax(logits / temperature)`` on ``images``."""
+    probs = [ops.softmax(ops.cast(t(images, training=False), "float32") / temperature, axis=-1) for t in teachers]
+    return ops.mean(ops.stack(probs), axis=0)
+
+
+def distillation_loss(targets: Any, student_logits: Any, temperature: float) -> Any:
+    """``T^2 * KL(targets || softmax(student / T))``, averaged over the batch (Hinton et al. §2)."""
+    log_student = ops.log_softmax(ops.cast(student_logits, "float32") / temperature, axis=-1)
+    log_targets = ops.log(ops.maximum(targets, 1e-12))
+    kl = ops.sum(targets * (log_targets - log_student), axis=-1)
+    return temperature ** 2 * ops.mean(kl)
+
+
+class DistillingModel(keras.Model):
+    """A functional model (the student) whose training loss adds distillation from frozen
+    teachers. Built by :func:`distilling`; the teachers are held outside Keras' tracking, so the
+    model's weights, checkpoints and layer walks are the student's alone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        object.__setattr__(self, "_distill", None)  # set by distilling(), untracked
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: D102
+        if not training or self._distill is None:
+            return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        teachers, weight, temperature = self._distill
+        label_loss = self._compile_loss(y, y_pred, sample_weight)
+        kd = distillation_loss(soft_targets(teachers, x, temperature), y_pred, temperature)
+        penalties = [self._aggregate_additional_loss(loss) for loss in self.losses]  # weight decay (L2)
+        return ops.sum(ops.stack([(1 - weight) * label_loss + weight * ops.cast(kd, label_loss.dtype), *penalties]))
+
+def distilling(model: keras.Model, teachers: Sequence[keras.Model], weight: float,
+               temperature: float) -> DistillingModel:
+    """``model`` (functional, logits) as a :class:`DistillingModel` sharing its layers and weights,
+    distilled from ``teachers`` with loss weight ``weight`` in [0, 1] and ``temperature`` > 0."""
+    if not teachers:
+        raise DistillError("distilling needs at least one teacher.")
+    if not 0 <= weight <= 1 or temperature <= 0:
+        raise DistillError(f"distill weight must be in [0, 1] and temperature > 0, got {weight} and {temperature}.")
+    inputs, outputs = (x[0] if len(x) == 1 else x for x in (model.inputs, model.outputs))
+    student = DistillingModel(inputs, outputs, name=model.name)
+    object.__setattr__(student, "_distill", (list(teachers), float(weight), float(temperature)))
+    return student
