@@ -93,6 +93,13 @@ def test_bad_teacher_names_are_refused_before_training(spec, message, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_student_without_logits_is_refused(tmp_path):
+    recipe = tiny_recipe(tmp_path / "never-read.npz", teachers=["resnet20:cifar10"])
+    recipe["model"]["classifier_activation"] = "softmax"
+    with pytest.raises(RecipeError, match="distillation needs a student that outputs logits"):
+        train(recipe, run_dir=tmp_path / "run")
+
+
 def test_a_teacher_for_other_classes_or_image_sizes_is_refused():
     with pytest.raises(distill.DistillError, match="outputs 10 classes, the data has 4"):
         distill.load_teachers(["resnet20:cifar10"], 4, (32, 32, 3))

@@ -146,6 +146,8 @@ def test_bad_spaces_are_clear_errors(kwargs, error, pattern):
     ({"overrides": ["data.validation=0"]}, r"holds out no validation images"),
     ({"budget_flops": "lots"}, r"budget_flops='lots'"),
     ({"choices": {"pool3": ["max", "conv"]}}, r"unknown downsampling site of all_cnn_c 'pool3'"),
+    ({"overrides": ["train.swa_start_epoch=1"]}, r"sets train.swa_start_epoch: searches train each trial without"),
+    ({"overrides": ["train.teachers=[resnet20:cifar10]"]}, r"sets train.teachers: .*remove them"),
 ])
 def test_bad_requests_fail_before_any_training(tiny, tmp_path, kwargs, pattern):
     project = tmp_path / "project"

@@ -135,6 +135,7 @@ class DistillingModel(keras.Model):
         penalties = [self._aggregate_additional_loss(loss) for loss in self.losses]  # weight decay (L2)
         return ops.sum(ops.stack([(1 - weight) * label_loss + weight * ops.cast(kd, label_loss.dtype), *penalties]))
 
+
 def distilling(model: keras.Model, teachers: Sequence[keras.Model], weight: float,
                temperature: float) -> DistillingModel:
     """``model`` (functional, logits) as a :class:`DistillingModel` sharing its layers and weights,

@@ -426,6 +426,9 @@ def validate_recipe(recipe: Recipe) -> None:
         init_weights_path(recipe.train.init_weights)
     for spec in recipe.train.teachers:
         distill.check_teacher_spec(spec)
+    if recipe.train.teachers and not _from_logits(recipe):
+        raise RecipeError("train.teachers: distillation needs a student that outputs logits; "
+                          "drop model.classifier_activation.")
     d = recipe.data
     for field, names, valid in (("augment", d.augment, zdata.AUGMENTATIONS),
                                 ("eval_augment", d.eval_augment, zdata.AUGMENTATIONS),
@@ -488,9 +491,6 @@ def _with_teachers(model: keras.Model, recipe: Recipe, data: Data) -> keras.Mode
     t = recipe.train
     if not t.teachers:
         return model
-    if not _from_logits(recipe):
-        raise RecipeError("train.teachers: distillation needs a model that outputs logits; "
-                          "drop model.classifier_activation.")
     teachers = distill.load_teachers(t.teachers, data.info.num_classes, _input_shape(recipe, data.info))
     print(f"zoo.train: distilling from {', '.join(t.teachers)} (weight {t.distill_weight}, "
           f"temperature {t.distill_temperature})", flush=True)

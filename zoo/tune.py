@@ -789,6 +789,17 @@ class _BayesianOracle(_UniformFirst, kt.oracles.BayesianOptimizationOracle):
     pass
 
 
+def _refuse_run_only_features(recipe: Recipe) -> None:
+    """Trials train with :func:`zoo.train.compile_model` and ``fit``: the features of a whole
+    ``zoo train`` run (distillation, weight averaging) would be silently dropped, so refuse them."""
+    used = [f"train.{k}" for k, on in (("teachers", recipe.train.teachers), ("swa_start_epoch", recipe.train.swa_start_epoch))
+            if on]
+    if used:
+        raise TuneError(f"recipe {recipe.name!r} sets {', '.join(used)}: searches train each trial without "
+                        "distillation or weight averaging; remove them (e.g. -O train.teachers=[] "
+                        "train.swa_start_epoch=0) and apply them to the chosen configuration with zoo train.")
+
+
 def _check_oracle_dependencies(kind: str) -> None:
     """keras-tuner's Bayesian oracle needs scipy and scikit-learn (``keras-tuner[bayesian]``)."""
     if kind != "bayesian":
@@ -1038,6 +1049,7 @@ def tune(recipe: str | Path | Recipe | Mapping, *, sites: str = "each", choices:
         raise TuneError(f"budgets must be positive, got {budget.as_dict()}.")
     recipe = load_recipe(recipe, overrides)
     ztrain.validate_recipe(recipe)
+    _refuse_run_only_features(recipe)
     if not recipe.data.validation:
         raise TuneError(f"recipe {recipe.name!r} holds out no validation images (data.validation=0); the search "
                         f"objective is val_accuracy: pass e.g. data.validation=2000.")
@@ -1103,6 +1115,7 @@ def compare(recipe: str | Path | Recipe | Mapping, variants: Mapping[str, Sequen
     for label, extra in variants.items():
         rec = load_recipe(recipe, list(extra))
         ztrain.validate_recipe(rec)
+        _refuse_run_only_features(rec)
         checked[label] = rec
     project = Path(project_dir) if project_dir else _default_project(recipe).with_name(f"{recipe.run_name}-compare")
     latency = {"batch": latency_batch, "repeats": latency_repeats, "warmup": 5}

@@ -1,0 +1,30 @@
+"""The teachers of recipes/resnet20-distill.yaml on the 5,000 held-out images (see RUN.md):
+each published model alone, the mean of their logits, and the distillation target itself (the mean
+of their probabilities softened at temperature 4, zoo.distill.soft_targets).
+
+    python results/runs/resnet20-distill/teachers.py > results/runs/resnet20-distill/teachers.txt
+"""
+import numpy as np
+
+from zoo import distill
+from zoo import train as T
+from zoo.recipes import load_recipe
+
+recipe = load_recipe("resnet20-distill", ["data.source=../shared/data/cifar10-jpeg-train.tar.gz",
+                                          "data.eval_split=null"])
+data = T.load_data(recipe)
+images, labels = (np.concatenate(a) for a in zip(*((x.numpy(), y.numpy()) for x, y in data.validation)))
+labels = labels.argmax(1) if labels.ndim == 2 else labels
+print(f"{len(labels)} held-out images of {data.info.name} (data.seed {recipe.data.seed})")
+teachers = {spec: distill.load_teacher(spec)
+            for spec in recipe.train.teachers}
+logits = {spec: t.predict(images, batch_size=500, verbose=0) for spec, t in teachers.items()}
+for spec, z in logits.items():
+    print(f"{spec}: {100 * np.mean(z.argmax(1) == labels):.2f}%")
+mean_logits = np.mean(list(logits.values()), axis=0)
+print(f"mean of the logits: {100 * np.mean(mean_logits.argmax(1) == labels):.2f}%")
+target = np.concatenate([np.asarray(distill.soft_targets(list(teachers.values()), images[i:i + 500],
+                                                         recipe.train.distill_temperature))
+                         for i in range(0, len(images), 500)])
+print(f"distillation target (mean softmax at T={recipe.train.distill_temperature}): "
+      f"{100 * np.mean(target.argmax(1) == labels):.2f}%, mean max probability {target.max(1).mean():.3f}")
