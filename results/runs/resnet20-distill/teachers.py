@@ -3,7 +3,11 @@ each published model alone, the mean of their logits, and the distillation targe
 of their probabilities softened at temperature 4, zoo.distill.soft_targets).
 
     python results/runs/resnet20-distill/teachers.py > results/runs/resnet20-distill/teachers.txt
+
+Recipe overrides as arguments name other teachers (results/runs/resnet20-distill-2/teachers.txt).
 """
+import sys
+
 import numpy as np
 
 from zoo import distill
@@ -11,7 +15,7 @@ from zoo import train as T
 from zoo.recipes import load_recipe
 
 recipe = load_recipe("resnet20-distill", ["data.source=../shared/data/cifar10-jpeg-train.tar.gz",
-                                          "data.eval_split=null"])
+                                          "data.eval_split=null", *sys.argv[1:]])
 data = T.load_data(recipe)
 images, labels = (np.concatenate(a) for a in zip(*((x.numpy(), y.numpy()) for x, y in data.validation)))
 labels = labels.argmax(1) if labels.ndim == 2 else labels
