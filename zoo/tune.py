@@ -792,11 +792,11 @@ class _BayesianOracle(_UniformFirst, kt.oracles.BayesianOptimizationOracle):
 def _refuse_run_only_features(recipe: Recipe) -> None:
     """Trials train with :func:`zoo.train.compile_model` and ``fit``: the features of a whole
     ``zoo train`` run (distillation, weight averaging) would be silently dropped, so refuse them."""
-    used = [f"train.{k}" for k, on in (("teachers", recipe.train.teachers), ("swa_start_epoch", recipe.train.swa_start_epoch))
-            if on]
+    t = recipe.train
+    used = [f"train.{k}" for k, on in (("teachers", t.teachers), ("swa_start_epoch", t.swa_start_epoch)) if on]
     if used:
         raise TuneError(f"recipe {recipe.name!r} sets {', '.join(used)}: searches train each trial without "
-                        "distillation or weight averaging; remove them (e.g. -O train.teachers=[] "
+                        "distillation or weight averaging; remove them (the overrides train.teachers=[] "
                         "train.swa_start_epoch=0) and apply them to the chosen configuration with zoo train.")
 
 
