@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import tiny_npz as _tiny_npz, tiny_recipe as _recipe
+from helpers import tiny_npz, tiny_recipe
 from zoo import report as zr
 from zoo.recipes import load_recipe
 from zoo.train import RecipeSchedule, RunDirError, RunFinishedError, evaluate, main, make_optimizer, train
@@ -29,12 +29,12 @@ RUN_FILES = ("recipe.yaml", "history.csv", "tensorboard", "checkpoints/best.weig
 
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory) -> Path:
-    return _tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 128)
+    return tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 128)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(npz, tmp_path_factory):
-    return train(_recipe(npz), run_dir=tmp_path_factory.mktemp("runs") / "tiny")
+    return train(tiny_recipe(npz), run_dir=tmp_path_factory.mktemp("runs") / "tiny")
 
 
 # --------------------------------------------------------------------------- one short run
@@ -93,17 +93,17 @@ def test_evaluate_run_and_weights_agree_with_report(tiny_run, tmp_path):
 def test_refuses_to_overwrite_a_finished_run(tiny_run, npz):
     before = (tiny_run.run_dir / "report.json").read_bytes()
     with pytest.raises(RunFinishedError, match="already holds a finished run"):
-        train(_recipe(npz), run_dir=tiny_run.run_dir)
+        train(tiny_recipe(npz), run_dir=tiny_run.run_dir)
     with pytest.raises(RunDirError, match=r"different recipe \(optimizer.lr: 0.05 -> 0.1\)"):
-        train(_recipe(npz), overrides=["optimizer.lr=0.1"], run_dir=tiny_run.run_dir)
+        train(tiny_recipe(npz), overrides=["optimizer.lr=0.1"], run_dir=tiny_run.run_dir)
     assert (tiny_run.run_dir / "report.json").read_bytes() == before
 
 
 def test_a_run_dir_without_a_finished_epoch_takes_a_new_recipe(npz, tmp_path):
     from zoo.train import prepare_run_dir
 
-    run = prepare_run_dir(load_recipe(_recipe(npz)), tmp_path / "run")  # e.g. the data failed to load
-    prepare_run_dir(load_recipe(_recipe(npz), ["data.batch_size=16"]), run)
+    run = prepare_run_dir(load_recipe(tiny_recipe(npz)), tmp_path / "run")  # e.g. the data failed to load
+    prepare_run_dir(load_recipe(tiny_recipe(npz), ["data.batch_size=16"]), run)
     assert load_recipe(run / "recipe.yaml").data.batch_size == 16
 
 
@@ -127,7 +127,7 @@ def test_cli_eval(tiny_run, tmp_path, capsys):
 
 def test_overwrite_retrains_and_the_same_seed_gives_the_same_history(tiny_run, npz):
     first = [[row[k] for k in METRICS] for row in tiny_run.history]
-    again = train(_recipe(npz), run_dir=tiny_run.run_dir, overwrite=True)
+    again = train(tiny_recipe(npz), run_dir=tiny_run.run_dir, overwrite=True)
     assert again.status == "completed"
     assert [[row[k] for k in METRICS] for row in again.history] == first
 
@@ -135,7 +135,7 @@ def test_overwrite_retrains_and_the_same_seed_gives_the_same_history(tiny_run, n
 # ------------------------------------------------------------------------------------ NaN
 def test_nan_stops_and_keeps_last_good_checkpoint(npz, tmp_path):
     # epoch 1 trains normally; from epoch 2 the step schedule multiplies the rate by 1e9
-    recipe = _recipe(npz, epochs=3, label_smoothing=0.1)  # also covers the one-hot label path
+    recipe = tiny_recipe(npz, epochs=3, label_smoothing=0.1)  # also covers the one-hot label path
     recipe["schedule"] = {"name": "step", "milestones": [1], "gamma": 1e9}
     result = train(recipe, run_dir=tmp_path / "nan")
     broke = result.report["nan"]["epoch"]
@@ -169,9 +169,9 @@ RESUME_EPOCHS = 5  # the kill lands in epoch 2 or 3; the rerun must finish 1..5 
 
 
 def test_resume_after_sigkill(tmp_path):
-    npz = _tiny_npz(tmp_path / "resume.npz", 544)  # 16 steps of 32 per epoch: an epoch lasts ~1 s
+    npz = tiny_npz(tmp_path / "resume.npz", 544)  # 16 steps of 32 per epoch: an epoch lasts ~1 s
     recipe = tmp_path / "resume.yaml"
-    recipe.write_text(yaml.safe_dump(_recipe(npz, epochs=RESUME_EPOCHS, progress="epoch")))
+    recipe.write_text(yaml.safe_dump(tiny_recipe(npz, epochs=RESUME_EPOCHS, progress="epoch")))
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "zoo.train", str(recipe), "--run-dir", str(run)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -265,7 +265,7 @@ def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
 
 
 def test_warm_start_continues_from_the_run(tiny_run, npz, tmp_path, capsys):
-    warm = train(_recipe(npz, init_weights=str(tiny_run.run_dir)), run_dir=tmp_path / "warm")
+    warm = train(tiny_recipe(npz, init_weights=str(tiny_run.run_dir)), run_dir=tmp_path / "warm")
     assert "weights initialised from" in capsys.readouterr().out
     assert load_recipe(warm.run_dir / "recipe.yaml").train.init_weights == str(tiny_run.run_dir)
     assert warm.history[0]["loss"] < tiny_run.history[0]["loss"]  # it did not start from scratch
@@ -275,9 +275,9 @@ def test_warm_start_continues_from_the_run(tiny_run, npz, tmp_path, capsys):
 @pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")
 def test_init_weights_errors_before_training(tiny_run, npz, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train.init_weights: no weights at .*missing"):
-        train(_recipe(npz, init_weights=str(tmp_path / "missing")), run_dir=tmp_path / "a")
+        train(tiny_recipe(npz, init_weights=str(tmp_path / "missing")), run_dir=tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before the run directory was made
-    other = _recipe(npz, init_weights=str(tiny_run.run_dir))
+    other = tiny_recipe(npz, init_weights=str(tiny_run.run_dir))
     other["model"] = {"name": "resnet32"}
     with pytest.raises(ValueError, match="does not fit .*same model"):
         train(other, run_dir=tmp_path / "b")
@@ -357,7 +357,7 @@ def test_recompute_batchnorm_gives_the_mean_of_the_batch_statistics():
 
 
 def test_swa_run_saves_the_average_and_reports_it(npz, tmp_path):
-    run = train(_recipe(npz, epochs=3, swa_start_epoch=2), run_dir=tmp_path / "swa")
+    run = train(tiny_recipe(npz, epochs=3, swa_start_epoch=2), run_dir=tmp_path / "swa")
     averaged = run.report["weight_averaging"]
     assert averaged == {"start_epoch": 2, "every": 1, "last_epoch": 3, "models_averaged": 2, "batchnorm_batches": 3}
     with np.load(run.run_dir / "checkpoints" / "swa.npz") as saved:

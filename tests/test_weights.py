@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.weights import (ChecksumError, WeightsError, WeightsNotFound, get_weights, list_weights, load_weights,
-                         publish, publish_file, weights_table)
+from zoo.weights import (ChecksumError, WeightsError, WeightsNotFound, check_weights, get_weights, list_weights,
+                         load_weights, publish, publish_file, weights_table)
 from zoo.weights import store
 
 INPUT = (32, 32, 3)
@@ -203,6 +203,18 @@ def test_unknown_tag_lists_the_available_ones(run_dir, env):
         load_weights("resnet20", "cifar-10")
     with pytest.raises(WeightsError, match=r"no published weights for 'resnet32'.*Models with weights: .*resnet20"):
         get_weights("resnet32", "cifar10")
+
+
+def test_check_weights_refuses_what_load_weights_refuses_without_building(run_dir, env, tmp_path):
+    publish(run_dir, "cifar10", manifest=env["manifest"])
+    check_weights("resnet20", "cifar10")  # a published tag
+    check_weights("resnet20", str(run_dir))  # a run directory
+    with pytest.raises(WeightsError, match=r"Did you mean 'cifar10'"):
+        check_weights("resnet20", "cifar-10")
+    missing = str(tmp_path / "gone.weights.h5")
+    for refuse in (check_weights, load_weights):
+        with pytest.raises(WeightsError, match="gone.weights.h5"):
+            refuse("resnet20", missing)
 
 
 def test_bad_manifest_entries_are_reported(env):

@@ -40,48 +40,44 @@ class DistillError(ZooError):
     """A teacher that cannot be used: missing, wrong number of classes, bad settings."""
 
 
-def _is_model_path(spec: str) -> bool:
+def _model_file(spec: str) -> Path | None:
+    """The ``.keras`` file ``spec`` names (itself, or a run directory's ``model.keras``), else None."""
     path = Path(spec)
-    return path.suffix == ".keras" or path.is_dir()
+    if path.is_dir():
+        return path / "model.keras"
+    return path if path.suffix == ".keras" else None
 
 
 def check_teacher_spec(spec: str) -> None:
-    """Validate ``spec`` without building anything: the file exists, or the name and published
-    tag are known. Raises :class:`DistillError` naming the problem and the accepted forms."""
+    """Validate ``spec`` without building anything: the file exists, or the model name and its
+    weights (tag or path) are known. Raises :class:`DistillError` naming the problem and the forms."""
     forms = "Give NAME:TAG (e.g. resnet56:cifar10), NAME:PATH to weights, or a .keras file / run directory."
-    if _is_model_path(spec):
-        path = Path(spec) / "model.keras" if Path(spec).is_dir() else Path(spec)
+    path = _model_file(spec)
+    if path is not None:
         if not path.is_file():
             raise DistillError(f"train.teachers: no model at {path}. {forms}")
         return
     name, sep, weights = spec.partition(":")
     if not sep or not name or not weights:
         raise DistillError(f"train.teachers: {spec!r} names no weights. {forms}")
-    from zoo import registry
     from zoo.weights import registry as published
 
-    registry.get_entry(name)  # unknown model names raise with close matches
-    if Path(weights).suffix == ".h5" or Path(weights).is_dir():
-        if not Path(weights).exists():
-            raise DistillError(f"train.teachers: {spec!r}: no weights at {weights}. {forms}")
-    else:
-        try:
-            published.get_weights(name, weights)
-        except published.WeightsError as e:
-            raise DistillError(f"train.teachers: {spec!r}: {e}") from e
+    try:
+        published.check_weights(name, weights)
+    except published.WeightsError as e:
+        raise DistillError(f"train.teachers: {spec!r}: {e} {forms}") from e
 
 
 def load_teacher(spec: str) -> keras.Model:
     """The teacher ``spec`` names (see the module docstring), frozen."""
     check_teacher_spec(spec)
-    if _is_model_path(spec):
-        path = Path(spec) / "model.keras" if Path(spec).is_dir() else Path(spec)
+    path = _model_file(spec)
+    if path is not None:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     else:
         from zoo.weights.registry import build
 
-        name, _, weights = spec.partition(":")
-        model = build(name, weights=weights)
+        model = build(*spec.split(":", 1))
     model.trainable = False
     return model
 
@@ -119,15 +115,16 @@ def distillation_loss(targets: Any, student_logits: Any, temperature: float) -> 
 
 class DistillingModel(keras.Model):
     """A functional model (the student) whose training loss adds distillation from frozen
-    teachers. Built by :func:`distilling`; the teachers are held outside Keras' tracking, so the
-    model's weights, checkpoints and layer walks are the student's alone."""
+    ``teachers``. The teachers are held outside Keras' tracking, so the model's weights,
+    checkpoints and layer walks are the student's alone."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        object.__setattr__(self, "_distill", None)  # set by distilling(), untracked
+    def __init__(self, inputs: Any, outputs: Any, *, teachers: Sequence[keras.Model], weight: float,
+                 temperature: float, name: str | None = None) -> None:
+        super().__init__(inputs, outputs, name=name)
+        object.__setattr__(self, "_distill", (list(teachers), float(weight), float(temperature)))  # untracked
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: D102
-        if not training or self._distill is None:
+        if not training:
             return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         teachers, weight, temperature = self._distill
         label_loss = self._compile_loss(y, y_pred, sample_weight)
@@ -145,6 +142,5 @@ def distilling(model: keras.Model, teachers: Sequence[keras.Model], weight: floa
     if not 0 <= weight <= 1 or temperature <= 0:
         raise DistillError(f"distill weight must be in [0, 1] and temperature > 0, got {weight} and {temperature}.")
     inputs, outputs = (x[0] if len(x) == 1 else x for x in (model.inputs, model.outputs))
-    student = DistillingModel(inputs, outputs, name=model.name)
-    object.__setattr__(student, "_distill", (list(teachers), float(weight), float(temperature)))
-    return student
+    return DistillingModel(inputs, outputs, teachers=teachers, weight=weight, temperature=temperature,
+                           name=model.name)

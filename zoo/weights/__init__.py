@@ -14,7 +14,8 @@ from typing import Any
 
 _EXPORTS = {
     "build": "zoo.weights.registry", "load_weights": "zoo.weights.registry", "list_weights": "zoo.weights.registry",
-    "get_weights": "zoo.weights.registry", "weights_table": "zoo.weights.registry",
+    "get_weights": "zoo.weights.registry", "check_weights": "zoo.weights.registry",
+    "weights_table": "zoo.weights.registry",
     "fetch": "zoo.weights.registry", "publish": "zoo.weights.registry", "publish_file": "zoo.weights.registry",
     "read_manifest": "zoo.weights.registry", "manifest_paths": "zoo.weights.registry",
     "WeightsEntry": "zoo.weights.registry",

@@ -399,8 +399,7 @@ def load_weights(name: str, weights: str | os.PathLike, *, offline: bool | None 
     tag = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
     if not isinstance(tag, str):
         raise WeightsError(f"weights must be a tag or a path, got {type(weights).__name__}.")
-    entries = _entries()
-    if (key, tag) not in entries and (Path(tag).expanduser().exists() or os.sep in tag or tag.endswith(".h5")):
+    if _names_a_path(key, tag):
         return _load_path(key, Path(tag).expanduser(), include_preprocessing, preprocessing, sha256, build_options)
     entry = get_weights(key, tag)
     path = fetch(entry, offline=offline, timeout=timeout)
@@ -410,6 +409,24 @@ def load_weights(name: str, weights: str | os.PathLike, *, offline: bool | None 
     if options != entry.build_options():
         model = _rebuild(model, key, options, f"{key} with {build_options}")
     return _finish(model, info, include_preprocessing)
+
+
+def _names_a_path(key: str, tag: str) -> bool:
+    """Whether ``tag`` (not a published tag of ``key``) is meant as a local path."""
+    return (key, tag) not in _entries() and (Path(tag).expanduser().exists() or os.sep in tag or tag.endswith(".h5"))
+
+
+def check_weights(name: str, weights: str) -> None:
+    """What :func:`load_weights` would refuse first, without building or downloading: an unknown
+    model, an unknown tag (with the available ones) or a path that does not exist."""
+    from zoo import registry as models
+
+    key = models.get_entry(name).name
+    if _names_a_path(key, weights):
+        if not Path(weights).expanduser().exists():
+            raise WeightsError(f"no weights at {weights}: give a published tag of {key} or an existing path.")
+        return
+    get_weights(key, weights)
 
 
 def _build_entry_model(entry: WeightsEntry, path: Path):
@@ -787,5 +804,5 @@ def build(name: str, weights: str | os.PathLike | None = None, **options: Any):
 
 
 __all__ = ["WeightsEntry", "WeightsError", "ChecksumError", "WeightsNotFound", "build", "list_weights",
-           "weights_table", "get_weights", "fetch", "load_weights", "publish", "publish_file", "read_manifest",
-           "manifest_paths", "run_facts"]
+           "weights_table", "get_weights", "check_weights", "fetch", "load_weights", "publish", "publish_file",
+           "read_manifest", "manifest_paths", "run_facts"]
