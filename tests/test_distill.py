@@ -46,6 +46,21 @@ def test_soft_targets_average_the_teachers_softened_probabilities():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_mirrored_soft_targets_average_each_image_and_its_mirror():
+    x = np.random.default_rng(3).uniform(0, 255, size=(4, 5, 6, 3)).astype("float32")
+    teachers = [keras.Sequential([keras.Input((5, 6, 3)), keras.layers.Flatten(),
+                                  keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(0, 0.01,
+                                                                                                      seed=s))])
+                for s in (1, 2)]  # a flattening teacher: its outputs change when the image is mirrored
+    got = np.asarray(distill.soft_targets(teachers, x, 2.0, flip=True))
+    views = [x, x[:, :, ::-1]]
+    expected = np.mean([_softmax(t.predict(v, verbose=0) / 2) for t in teachers for v in views], axis=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(got, np.asarray(distill.soft_targets(teachers, x, 2.0)), atol=1e-4)
+    with pytest.raises(distill.DistillError, match=r"flip mirrors \(N, H, W, C\) images; the model takes \(None, 4\)"):
+        distill.distilling(_dense_model(1), [_dense_model(2)], 0.5, 2.0, flip=True)
+
+
 def test_training_loss_is_the_weighted_sum_and_validation_loss_the_label_loss():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(8, 4)).astype("float32"), rng.integers(0, 3, 8)
@@ -120,11 +135,12 @@ def test_distilled_run_reports_its_teacher_and_saves_the_plain_student(tmp_path)
     npz = tiny_npz(tmp_path / "tiny.npz", 128)
     teacher = train(tiny_recipe(npz, epochs=2), run_dir=tmp_path / "teacher")
     teacher_weights = (teacher.run_dir / "model.weights.h5").read_bytes()
-    settings = {"teachers": [str(teacher.run_dir)], "distill_weight": 0.5, "distill_temperature": 2.0}
+    settings = {"teachers": [str(teacher.run_dir)], "distill_weight": 0.5, "distill_temperature": 2.0,
+                "distill_flip": True}
     run = train(tiny_recipe(npz, epochs=1, **settings), run_dir=tmp_path / "student")
     assert run.status == "completed"
     assert run.report["recipe"]["train"]["teachers"] == [str(teacher.run_dir)]
-    assert (f"| distilled from | {teacher.run_dir} (weight 0.5, temperature 2.0) |"
+    assert (f"| distilled from | {teacher.run_dir} (weight 0.5, temperature 2.0, images and their mirrors) |"
             in (run.run_dir / "report.md").read_text())
     assert (teacher.run_dir / "model.weights.h5").read_bytes() == teacher_weights
     student = keras.saving.load_model(run.run_dir / "model.keras", safe_mode=True, compile=False)

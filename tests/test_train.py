@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -262,6 +263,19 @@ def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
     assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), saved.get_weights()))
     load_init_weights(fresh, tiny_run.run_dir)  # the normalisation statistics come along
     assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), saved.get_weights()))
+
+
+def test_init_weights_reads_a_keras_file_or_a_folder_that_keeps_only_model_keras(tiny_run, tmp_path):
+    from zoo.train import load_init_weights
+
+    kept = tmp_path / "kept"  # as results/runs keeps a run: model.keras, no model.weights.h5
+    kept.mkdir()
+    shutil.copy(tiny_run.run_dir / "model.keras", kept / "model.keras")
+    saved = keras.saving.load_model(kept / "model.keras", safe_mode=True, compile=False)
+    for source in (kept, kept / "model.keras"):
+        fresh = keras.models.clone_model(saved)
+        load_init_weights(fresh, source)
+        assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), saved.get_weights()))
 
 
 def test_warm_start_continues_from_the_run(tiny_run, npz, tmp_path, capsys):

@@ -11,8 +11,10 @@ plus the weight-decay penalties, where ``w`` is ``train.distill_weight``, ``T`` 
 ``train.distill_temperature`` (the ``T^2`` keeps the gradient scale independent of ``T``, §2)
 and an ensemble of teachers contributes the mean of its softened probabilities (§2's
 "arithmetic mean of the ensemble's predictive distributions"). The teachers see exactly the
-augmented batch the student sees ("consistent" teaching, Beyer et al. 2022 §3), run in inference
-mode, are never trained and are not part of the saved model: checkpoints, weight averages and
+augmented batch the student sees ("consistent" teaching, Beyer et al. 2022 §3); with
+``train.distill_flip`` they also see its horizontal mirror and the mean runs over both views
+(test-time augmentation of the teachers: a better target at twice the teachers' cost). They run in
+inference mode, are never trained and are not part of the saved model: checkpoints, weight averages and
 ``model.weights.h5`` hold the student alone. Validation loss is the plain label loss.
 
 A teacher is named as
@@ -99,10 +101,14 @@ def load_teachers(specs: Sequence[str], num_classes: int, input_shape: Sequence[
     return teachers
 
 
-def soft_targets(teachers: Sequence[keras.Model], images: Any, temperature: float) -> Any:
-    """The mean over ``teachers`` of ``softmax(logits / temperature)`` on ``images``."""
+def soft_targets(teachers: Sequence[keras.Model], images: Any, temperature: float, flip: bool = False) -> Any:
+    """The mean over ``teachers`` of ``softmax(logits / temperature)`` on ``images`` (a batch of
+    ``(N, H, W, C)`` images); with ``flip``, the mean over ``images`` and their horizontal mirrors."""
+    if flip:
+        images = ops.concatenate([images, ops.flip(images, axis=2)], axis=0)
     probs = [ops.softmax(ops.cast(t(images, training=False), "float32") / temperature, axis=-1) for t in teachers]
-    return ops.mean(ops.stack(probs), axis=0)
+    mean = ops.mean(ops.stack(probs), axis=0)
+    return ops.mean(ops.stack(ops.split(mean, 2, axis=0)), axis=0) if flip else mean
 
 
 def distillation_loss(targets: Any, student_logits: Any, temperature: float) -> Any:
@@ -119,28 +125,31 @@ class DistillingModel(keras.Model):
     checkpoints and layer walks are the student's alone."""
 
     def __init__(self, inputs: Any, outputs: Any, *, teachers: Sequence[keras.Model], weight: float,
-                 temperature: float, name: str | None = None) -> None:
+                 temperature: float, flip: bool = False, name: str | None = None) -> None:
         super().__init__(inputs, outputs, name=name)
-        object.__setattr__(self, "_distill", (list(teachers), float(weight), float(temperature)))  # untracked
+        object.__setattr__(self, "_distill", (list(teachers), float(weight), float(temperature), bool(flip)))  # untracked
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: D102
         if not training:
             return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
-        teachers, weight, temperature = self._distill
+        teachers, weight, temperature, flip = self._distill
         label_loss = self._compile_loss(y, y_pred, sample_weight)
-        kd = distillation_loss(soft_targets(teachers, x, temperature), y_pred, temperature)
+        kd = distillation_loss(soft_targets(teachers, x, temperature, flip), y_pred, temperature)
         penalties = [self._aggregate_additional_loss(loss) for loss in self.losses]  # weight decay (L2)
         return ops.sum(ops.stack([(1 - weight) * label_loss + weight * ops.cast(kd, label_loss.dtype), *penalties]))
 
 
 def distilling(model: keras.Model, teachers: Sequence[keras.Model], weight: float,
-               temperature: float) -> DistillingModel:
+               temperature: float, flip: bool = False) -> DistillingModel:
     """``model`` (functional, logits) as a :class:`DistillingModel` sharing its layers and weights,
-    distilled from ``teachers`` with loss weight ``weight`` in [0, 1] and ``temperature`` > 0."""
+    distilled from ``teachers`` with loss weight ``weight`` in [0, 1] and ``temperature`` > 0; with
+    ``flip``, the teachers' targets average each image and its mirror (:func:`soft_targets`)."""
     if not teachers:
         raise DistillError("distilling needs at least one teacher.")
     if not 0 <= weight <= 1 or temperature <= 0:
         raise DistillError(f"distill weight must be in [0, 1] and temperature > 0, got {weight} and {temperature}.")
+    if flip and len(model.inputs[0].shape) != 4:
+        raise DistillError(f"distill flip mirrors (N, H, W, C) images; the model takes {tuple(model.inputs[0].shape)}.")
     inputs, outputs = (x[0] if len(x) == 1 else x for x in (model.inputs, model.outputs))
-    return DistillingModel(inputs, outputs, teachers=teachers, weight=weight, temperature=temperature,
+    return DistillingModel(inputs, outputs, teachers=teachers, weight=weight, temperature=temperature, flip=flip,
                            name=model.name)

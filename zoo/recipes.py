@@ -181,7 +181,9 @@ class TrainSection:
     ``teachers``: knowledge distillation (Hinton et al. 2015 §2; :mod:`zoo.distill`): trained
     models (``NAME:TAG``, ``NAME:PATH`` or a ``.keras`` file / run directory) whose softened
     probabilities, averaged, the student also learns; ``distill_weight`` is the share of the loss
-    they get (the labels get the rest), ``distill_temperature`` the softening ``T``.
+    they get (the labels get the rest), ``distill_temperature`` the softening ``T``;
+    ``distill_flip`` also shows the teachers each image's horizontal mirror and averages the two
+    views (a better target at twice the teachers' cost).
     """
 
     epochs: int = 10
@@ -200,6 +202,7 @@ class TrainSection:
     teachers: list[str] = field(default_factory=list)
     distill_weight: float = 0.9
     distill_temperature: float = 4.0
+    distill_flip: bool = False
 
 
 @dataclass

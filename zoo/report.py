@@ -203,8 +203,9 @@ def render_run_markdown(report: Mapping[str, Any], curves: str | None = CURVES) 
                                       f"models, SWA), BatchNorm statistics recomputed"))
     train = (report.get("recipe") or {}).get("train") or {}
     if train.get("teachers"):
+        mirrored = ", images and their mirrors" if train.get("distill_flip") else ""
         rows.append(("distilled from", f"{', '.join(train['teachers'])} (weight {train.get('distill_weight')}, "
-                                       f"temperature {train.get('distill_temperature')})"))
+                                       f"temperature {train.get('distill_temperature')}{mirrored})"))
     rows += [(f"{split} accuracy / loss (final weights)",
               f"{_fmt(m.get('accuracy'), '%')} / {_fmt(m.get('loss'))}") for split, m in evaluation.items()]
     rows += [("training time", f"{_fmt(timing.get('train_time_s'))} s"),

@@ -460,13 +460,16 @@ def build_model(recipe: Recipe, info: Any, normalization: keras.layers.Layer) ->
 
 def init_weights_path(init_weights: str | Path) -> Path:
     """The weights file that ``train.init_weights`` names: a run directory's ``model.weights.h5``
-    or a ``.weights.h5`` file. Raises ``FileNotFoundError`` naming what is missing."""
+    (else its ``model.keras``, as results/runs keeps), a ``.weights.h5`` or a ``.keras`` file (Keras
+    reads the weights alone from it). Raises ``FileNotFoundError`` naming what is missing."""
     path = Path(init_weights)
     if path.is_dir():
-        path = path / "model.weights.h5"
-    if not path.is_file() or not path.name.endswith(".weights.h5"):
+        path = next((path / f for f in ("model.weights.h5", "model.keras") if (path / f).is_file()),
+                    path / "model.weights.h5")
+    if not path.is_file() or not path.name.endswith((".weights.h5", ".keras")):
         raise FileNotFoundError(f"train.init_weights: no weights at {path}: give a finished run directory "
-                                "(with model.weights.h5) or a .weights.h5 file of the same recipe's model.")
+                                "(with model.weights.h5 or model.keras), a .weights.h5 or a .keras file of the "
+                                "same recipe's model.")
     return path
 
 
@@ -493,8 +496,8 @@ def _with_teachers(model: keras.Model, recipe: Recipe, data: Data) -> keras.Mode
         return model
     teachers = distill.load_teachers(t.teachers, data.info.num_classes, _input_shape(recipe, data.info))
     print(f"zoo.train: distilling from {', '.join(t.teachers)} (weight {t.distill_weight}, "
-          f"temperature {t.distill_temperature})", flush=True)
-    return distill.distilling(model, teachers, t.distill_weight, t.distill_temperature)
+          f"temperature {t.distill_temperature}{', with mirrored views' if t.distill_flip else ''})", flush=True)
+    return distill.distilling(model, teachers, t.distill_weight, t.distill_temperature, t.distill_flip)
 
 
 def _from_logits(recipe: Recipe) -> bool:
