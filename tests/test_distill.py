@@ -129,6 +129,8 @@ def test_distill_settings_are_range_checked():
         load_recipe("resnet20-distill", ["train.distill_weight=1.5"])
     with pytest.raises(RecipeError, match="train.distill_temperature must be positive"):
         load_recipe("resnet20-distill", ["train.distill_temperature=0"])
+    with pytest.raises(RecipeError, match="train.distill_flip mirrors the teachers' views, and .* names none"):
+        load_recipe("resnet20-budget", ["train.distill_flip=true"])
 
 
 def test_distilled_run_reports_its_teacher_and_saves_the_plain_student(tmp_path):

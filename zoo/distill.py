@@ -127,7 +127,8 @@ class DistillingModel(keras.Model):
     def __init__(self, inputs: Any, outputs: Any, *, teachers: Sequence[keras.Model], weight: float,
                  temperature: float, flip: bool = False, name: str | None = None) -> None:
         super().__init__(inputs, outputs, name=name)
-        object.__setattr__(self, "_distill", (list(teachers), float(weight), float(temperature), bool(flip)))  # untracked
+        settings = (list(teachers), float(weight), float(temperature), bool(flip))
+        object.__setattr__(self, "_distill", settings)  # untracked: the teachers stay out of the saved model
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: D102
         if not training:

@@ -541,6 +541,8 @@ def _check_values(r: Recipe) -> None:
         (r.train.swa_every >= 1, "train.swa_every must be at least 1"),
         (0 <= r.train.distill_weight <= 1, "train.distill_weight must be in [0, 1]"),
         (r.train.distill_temperature > 0, "train.distill_temperature must be positive"),
+        (r.train.teachers or not r.train.distill_flip,
+         "train.distill_flip mirrors the teachers' views, and train.teachers names none: add teachers or drop it"),
         (list(r.schedule.milestones) == sorted(set(r.schedule.milestones)) and
          all(m > 0 for m in r.schedule.milestones), "schedule.milestones must be increasing positive epochs"),
         (r.schedule.name == "step" or not r.schedule.milestones,
