@@ -8,6 +8,6 @@ recipe = load_recipe("resnet20-distill", ["data.source=../shared/data/cifar10-jp
 data = T.load_data(recipe)
 images, labels = (np.concatenate(a) for a in zip(*((x.numpy(), y.numpy()) for x, y in data.validation)))
 labels = labels.argmax(1) if labels.ndim == 2 else labels
-for tag in ("cifar10", "cifar10-restart-cutout"):
+for tag in ("cifar10", "cifar10-v1"):
     m = zoo.build("resnet20", weights=tag)
     print(f'zoo.build("resnet20", weights="{tag}"): {100*np.mean(m.predict(images, batch_size=500, verbose=0).argmax(1)==labels):.2f}% on {len(labels)} held-out images')
