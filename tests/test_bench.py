@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo import bench as zb
+from zoo.bench import core as zb
 from zoo.errors import ZooError
 from zoo.flops import count_flops
 from zoo.layers.ops import fused_batch_norm, is_fused
@@ -170,7 +170,7 @@ def test_choose_settings_per_device():
 
 
 def test_apply_training_settings_keeps_the_recipes_jit(capsys):
-    from zoo.recipes import load_recipe
+    from zoo.training.recipe import load_recipe
 
     recipe = load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"jit_compile": True}})
     s = zb.apply_training_settings(recipe, "cpu")
@@ -189,7 +189,7 @@ def test_cpu_defaults_agree_with_the_recorded_sweep():
 
 
 def test_recipe_precision_overrides_the_device_choice(capsys):
-    from zoo.recipes import RecipeError, load_recipe
+    from zoo.training.recipe import RecipeError, load_recipe
 
     recipe = load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"precision": "mixed_bfloat16"}})
     try:
@@ -233,7 +233,7 @@ def test_zoo_models_use_the_fused_layer():
 
 # ------------------------------------------------------------------------------------- peers
 def test_torch_resnet20_is_the_same_network():
-    torch_resnet = pytest.importorskip("zoo.bench_peers.torch_resnet")
+    torch_resnet = pytest.importorskip("zoo.bench.peers.torch_resnet")
     model = torch_resnet.resnet20()
     ours = zoo.build("resnet20")
     assert sum(p.numel() for p in model.parameters()) == zoo.count_params(ours) == 269_722

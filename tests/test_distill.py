@@ -1,4 +1,4 @@
-"""Knowledge distillation (zoo.distill): the loss against numpy, the teachers kept out of the
+"""Knowledge distillation (zoo.training.distill): the loss against numpy, the teachers kept out of the
 student's weights, teacher names checked before training, and a distilled training run."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from zoo import distill
-from zoo.recipes import RecipeError, load_recipe
-from zoo.train import train
+from zoo.training import distill
+from zoo.training.recipe import RecipeError, load_recipe
+from zoo.training.run import train
 
 from helpers import tiny_npz, tiny_recipe
 

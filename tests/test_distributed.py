@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from zoo import distributed as zdist
+from zoo.training import distributed as zdist
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 240  # seconds for the whole two-worker run
@@ -57,7 +57,7 @@ def test_two_workers_on_localhost_stay_in_sync(tmp_path):
             "train.progress=none", "output.tensorboard=true", "--run-dir", str(run_dir), "--workers", workers,
             "--timeout", "120"]
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-m", "zoo.distributed", *args, "--index", str(i)], cwd=tmp_path,
+    procs = [subprocess.Popen([sys.executable, "-m", "zoo.training.distributed", *args, "--index", str(i)], cwd=tmp_path,
                               env=env, stdout=logs[i], stderr=subprocess.STDOUT) for i in range(2)]
     deadline = time.monotonic() + TIMEOUT
     try:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoo import recipes as R
-from zoo.recipes import RecipeError, load_recipe, resolve
+from zoo.training import recipe as R
+from zoo.training.recipe import RecipeError, load_recipe, resolve
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RECIPE_FILES = sorted(RECIPES_DIR.glob("*.yaml"))
@@ -29,7 +29,7 @@ def test_recipe_folder_has_the_required_recipes():
 
 @pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda p: p.stem)
 def test_every_recipe_validates(path):
-    from zoo.train import validate_recipe
+    from zoo.training.run import validate_recipe
 
     recipe = load_recipe(path)
     assert recipe.name == path.stem
@@ -162,7 +162,7 @@ def test_same_experiment_ignores_cosmetic_fields():
 
 
 def test_validate_recipe_catches_bad_model_option_and_augmentation():
-    from zoo.train import validate_recipe
+    from zoo.training.run import validate_recipe
 
     with pytest.raises(ValueError, match="downsampel"):
         validate_recipe(load_recipe("resnet20-paper", ["model.downsampel=max"]))
@@ -197,12 +197,12 @@ def test_installed_recipes_are_found_under_the_prefix(tmp_path, monkeypatch):
 def test_overrides_may_follow_options_on_the_command_line():
     """`zoo train R --overwrite train.epochs=3` (argparse alone rejects overrides after an option);
     anything that is not key=value is still an error."""
-    from zoo.cli import build_parser
+    from zoo.cli import command_parser
 
-    parser = build_parser()
-    args = R.parse_args_with_overrides(parser, ["train", "r.yaml", "a.b=1", "--overwrite", "train.epochs=3"])
+    parser, _ = command_parser("train")
+    args = R.parse_args_with_overrides(parser, ["r.yaml", "a.b=1", "--overwrite", "train.epochs=3"])
     assert args.overwrite and args.overrides == ["a.b=1", "train.epochs=3"]
     with pytest.raises(SystemExit):
-        R.parse_args_with_overrides(parser, ["train", "r.yaml", "--overwrite", "--bogus"])
+        R.parse_args_with_overrides(parser, ["r.yaml", "--overwrite", "--bogus"])
     with pytest.raises(SystemExit):
-        R.parse_args_with_overrides(parser, ["info", "resnet20", "a=1"])  # a command without overrides
+        R.parse_args_with_overrides(command_parser("info")[0], ["resnet20", "a=1"])  # a command without overrides

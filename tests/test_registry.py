@@ -6,7 +6,8 @@ import json
 import pytest
 
 import zoo
-from zoo.cli import main, parse_options
+from zoo.cli import main
+from zoo.models.registry import parse_options
 from zoo.errors import ZooError
 
 FAMILY_NAMES = {
@@ -94,4 +95,4 @@ def test_cli_list_and_info(capsys):
 
 def test_cli_errors_exit_2_with_a_message(capsys):
     assert main(["info", "alexnet"]) == 2
-    assert "unknown model 'alexnet'" in capsys.readouterr().out
+    assert "unknown model 'alexnet'" in capsys.readouterr().err

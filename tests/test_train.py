@@ -18,8 +18,8 @@ import yaml
 
 from helpers import tiny_npz, tiny_recipe
 from zoo import report as zr
-from zoo.recipes import load_recipe
-from zoo.train import RecipeSchedule, RunDirError, RunFinishedError, evaluate, main, make_optimizer, train
+from zoo.training.recipe import load_recipe
+from zoo.training.run import RecipeSchedule, RunDirError, RunFinishedError, evaluate, main, make_optimizer, train
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
@@ -101,7 +101,7 @@ def test_refuses_to_overwrite_a_finished_run(tiny_run, npz):
 
 
 def test_a_run_dir_without_a_finished_epoch_takes_a_new_recipe(npz, tmp_path):
-    from zoo.train import prepare_run_dir
+    from zoo.training.run import prepare_run_dir
 
     run = prepare_run_dir(load_recipe(tiny_recipe(npz)), tmp_path / "run")  # e.g. the data failed to load
     prepare_run_dir(load_recipe(tiny_recipe(npz), ["data.batch_size=16"]), run)
@@ -118,7 +118,7 @@ def test_cli_reports_bad_recipe_and_finished_run(tiny_run, capsys):
 def test_cli_eval(tiny_run, tmp_path, capsys):
     import argparse
 
-    from zoo.train import add_eval_arguments, eval_from_args
+    from zoo.training.run import add_eval_arguments, eval_from_args
 
     parser = add_eval_arguments(argparse.ArgumentParser())
     assert eval_from_args(parser.parse_args([str(tiny_run.run_dir), "--output-dir", str(tmp_path)])) == 0
@@ -174,7 +174,7 @@ def test_resume_after_sigkill(tmp_path):
     recipe = tmp_path / "resume.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(npz, epochs=RESUME_EPOCHS, progress="epoch")))
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "zoo.train", str(recipe), "--run-dir", str(run)]
+    cmd = [sys.executable, "-m", "zoo.training.run", str(recipe), "--run-dir", str(run)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -245,7 +245,7 @@ def test_decoupled_weight_decay_skips_biases():
 
 def test_history_csv_replaces_a_rerun_epoch(tmp_path):
     """A kill between history.csv's row and the resume backup re-runs that epoch: one row stays."""
-    from zoo.train import HistoryCSV
+    from zoo.training.run import HistoryCSV
 
     logger = HistoryCSV(tmp_path / "history.csv")
     for epoch, loss in ((0, 1.0), (1, 0.9), (1, 0.8), (2, 0.7)):
@@ -256,7 +256,7 @@ def test_history_csv_replaces_a_rerun_epoch(tmp_path):
 
 # ----------------------------------------------------------------------------- warm start
 def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
-    from zoo.train import load_init_weights
+    from zoo.training.run import load_init_weights
 
     saved = keras.saving.load_model(tiny_run.run_dir / "model.keras", safe_mode=True, compile=False)
     fresh = keras.models.clone_model(saved)  # same layers, new random weights
@@ -266,7 +266,7 @@ def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
 
 
 def test_init_weights_reads_a_keras_file_or_a_folder_that_keeps_only_model_keras(tiny_run, tmp_path):
-    from zoo.train import load_init_weights
+    from zoo.training.run import load_init_weights
 
     kept = tmp_path / "kept"  # as results/runs keeps a run: model.keras, no model.weights.h5
     kept.mkdir()
@@ -305,7 +305,7 @@ def _end_epochs(averager, model, epochs: dict[int, float]) -> None:
 
 
 def test_weight_averaging_is_the_mean_from_its_start_epoch_and_survives_a_resume(tmp_path):
-    from zoo.train import WeightAveraging
+    from zoo.training.run import WeightAveraging
 
     model = _dense_model()
     first = WeightAveraging(start=2, path=tmp_path / "swa.npz")
@@ -327,7 +327,7 @@ def test_weight_averaging_is_the_mean_from_its_start_epoch_and_survives_a_resume
 
 
 def test_weight_averaging_every_few_epochs_takes_the_cycle_ends(tmp_path):
-    from zoo.train import WeightAveraging
+    from zoo.training.run import WeightAveraging
 
     model = _dense_model()
     averager = WeightAveraging(start=3, path=tmp_path / "swa.npz", every=3)
@@ -340,7 +340,7 @@ def test_weight_averaging_every_few_epochs_takes_the_cycle_ends(tmp_path):
 
 
 def test_weight_averaging_refuses_to_apply_an_empty_average(tmp_path):
-    from zoo.train import WeightAveraging
+    from zoo.training.run import WeightAveraging
 
     averager = WeightAveraging(start=5, path=tmp_path / "swa.npz")
     with pytest.raises(RuntimeError, match="no weights were averaged: the run ended before epoch 5"):
@@ -351,7 +351,7 @@ def test_recompute_batchnorm_gives_the_mean_of_the_batch_statistics():
     import tensorflow as tf
 
     from zoo.layers.ops import fused_batch_norm
-    from zoo.train import recompute_batchnorm
+    from zoo.training.run import recompute_batchnorm
 
     inner_in = keras.Input((4, 4, 2))
     inner = keras.Model(inner_in, fused_batch_norm(momentum=0.9, epsilon=1e-5)(inner_in))  # nested, as zoo nets are
@@ -383,7 +383,7 @@ def test_swa_run_saves_the_average_and_reports_it(npz, tmp_path):
 
 
 def test_swa_start_epoch_past_the_last_epoch_is_refused():
-    from zoo.recipes import RecipeError
+    from zoo.training.recipe import RecipeError
 
     with pytest.raises(RecipeError, match=r"train.swa_start_epoch must be in \[0, 3\]"):
         load_recipe("resnet20-swa", ["train.epochs=3"])

@@ -1,4 +1,4 @@
-"""keras-tuner search over downsampling choices (zoo.tune) and study reports (zoo.study).
+"""keras-tuner search over downsampling choices (zoo.search.tuner) and study reports (zoo.studies.study).
 
 Tiny data throughout: All-CNN-C at 16x16 on 200 images of the embedded CIFAR-10 sample, 1 epoch.
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zoo import registry
-from zoo import study as zstudy
-from zoo import tune as ztune
+from zoo.models import registry
+from zoo.studies import study as zstudy
+from zoo.search import tuner as ztune
 from zoo.errors import ZooError
-from zoo.recipes import load_recipe, resolve
+from zoo.training.recipe import load_recipe, resolve
 from zoo.report import read_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,7 +213,7 @@ def test_two_trial_search_end_to_end_writes_the_report(tiny, tmp_path):
     assert "| 0" in report and "| 1" in report and "## Pareto fronts" in report and "## Effect of each choice" in report
     assert len((project / "trials.csv").read_text().strip().splitlines()) == 3
     # the best configuration as a recipe zoo train accepts
-    from zoo.train import validate_recipe
+    from zoo.training.run import validate_recipe
 
     exported = load_recipe(project / "best-recipe.yaml")
     validate_recipe(exported)
@@ -333,7 +333,7 @@ def test_a_comparison_resumes_with_added_variants_but_not_changed_ones(tmp_path)
 
 def test_resume_after_a_killed_search(tiny, tmp_path, capsys):
     project = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "zoo.tune", str(tiny), "--project-dir", str(project), "--max-trials", "2",
+    cmd = [sys.executable, "-m", "zoo.search.tuner", str(tiny), "--project-dir", str(project), "--max-trials", "2",
            "--isolate", "none", "--latency-repeats", "5", "--choices", "pool1=max,conv"]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -510,7 +510,7 @@ def test_chief_and_two_workers_on_localhost(tiny, tmp_path):
     """keras-tuner's distributed mode: the chief serves the oracle on a free localhost port, two
     workers train the trials; bounded waits, every process killed at the end."""
     project, port = tmp_path / "distributed", _free_port()
-    cmd = [sys.executable, "-m", "zoo.tune", str(tiny), "--project-dir", str(project), "--max-trials", "3",
+    cmd = [sys.executable, "-m", "zoo.search.tuner", str(tiny), "--project-dir", str(project), "--max-trials", "3",
            "--isolate", "none", "--latency-repeats", "5", "--choices", "pool1=max,conv", "--choices", "pool2=avg,conv"]
     env = {**_env(), "KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
     procs: dict[str, subprocess.Popen] = {}

@@ -14,8 +14,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "build": "zoo.weights.registry", "list_models": "zoo.registry", "get_entry": "zoo.registry",
-    "resolve_plan": "zoo.registry", "sites": "zoo.registry",
+    "build": "zoo.weights.registry", "list_models": "zoo.models.registry", "get_entry": "zoo.models.registry",
+    "resolve_plan": "zoo.models.registry", "sites": "zoo.models.registry",
     "load_weights": "zoo.weights.registry", "list_weights": "zoo.weights.registry", "publish": "zoo.weights.registry",
     "count_flops": "zoo.flops", "count_params": "zoo.flops", "ZooError": "zoo.errors",
 }

@@ -23,7 +23,7 @@ from keras import layers
 
 from zoo.layers.blocks import conv_act
 from zoo.layers.downsample import Site, SitePlan, conv_site, pool_site
-from zoo.registry import Family, Feature, Trunk, register_model
+from zoo.models.registry import Family, Feature, Trunk, register_model
 
 PAPER = "Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net (arXiv 1412.6806)"
 

@@ -58,7 +58,7 @@ from keras import layers
 from zoo.layers.blocks import batch_norm
 from zoo.layers.downsample import Site, SitePlan, conv_site, pool_site
 from zoo.layers.ops import ChannelGroupSum
-from zoo.registry import Family, Feature, Trunk, register_model
+from zoo.models.registry import Family, Feature, Trunk, register_model
 
 PAPER = "Sun et al. 2018, FishNet: A Versatile Backbone for Image, Region, and Pixel Level Prediction (NeurIPS)"
 PLANES = (64, 128, 256, 512, 512, 512, 384, 256, 320, 832, 1600)  # stem, then stages 0..9 (official network_planes)

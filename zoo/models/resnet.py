@@ -25,7 +25,7 @@ from zoo.errors import ZooError
 from zoo.layers.blocks import conv_bn_act
 from zoo.layers.downsample import Choice, Site, SitePlan, conv_site, out_size, pool_site, shortcut_site
 from zoo.layers.ops import ZeroChannelPad
-from zoo.registry import Family, Feature, Trunk, register_model
+from zoo.models.registry import Family, Feature, Trunk, register_model
 
 PAPER = "He et al. 2016, Deep Residual Learning for Image Recognition (arXiv 1512.03385)"
 KERAS_BN_EPSILON = 1.001e-5

@@ -34,7 +34,7 @@ import keras
 from keras import layers
 
 from zoo.layers.downsample import Site, SitePlan, conv_site, pool_site
-from zoo.registry import Family, Feature, Trunk, register_model
+from zoo.models.registry import Family, Feature, Trunk, register_model
 
 PAPER = "Iandola et al. 2016, SqueezeNet (arXiv 1602.07360)"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from keras import layers
 
 from zoo.layers.downsample import Site, SitePlan, pool_site
-from zoo.registry import Family, Feature, Trunk, register_model
+from zoo.models.registry import Family, Feature, Trunk, register_model
 
 PAPER = "Simonyan & Zisserman 2015, Very Deep Convolutional Networks (arXiv 1409.1556)"
 WIDTHS = (64, 128, 256, 512, 512)

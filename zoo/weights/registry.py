@@ -10,7 +10,7 @@ An entry (one object in ``manifest.json``'s ``weights`` list)::
      "classes": ["airplane", ...],
      "preprocessing": {"kind": "per_channel", "input": "RGB, 0..255, channels last", "layer": {...}},
      "metrics": {"test": {"accuracy": 0.9125}}, "recipe": {"name": "resnet20-paper", ...},
-     "source": "zoo.train run resnet20-paper-resnet20", "license": null, "created": "2025-01-01T00:00:00Z"}
+     "source": "zoo.training.run run resnet20-paper-resnet20", "license": null, "created": "2025-01-01T00:00:00Z"}
 
 A file larger than :data:`SHARD_BYTES` is packaged as *shards* instead of ``file``: consecutive byte
 ranges ``files/<name>-<tag>-<sha8>.weights.h5.shard00`` ... each with its own sha256 and size
@@ -19,7 +19,7 @@ repository's size limit. Loading verifies every shard, joins them into the cache
 whole file against ``sha256``.
 
 Every weights file is the weights of the *inference model* ``raw RGB -> preprocessing layer -> zoo
-model`` (what :mod:`zoo.train` saves as ``model.weights.h5``), so a loaded model takes raw 0..255
+model`` (what :mod:`zoo.training.run` saves as ``model.weights.h5``), so a loaded model takes raw 0..255
 RGB images: the normalisation is part of it, stored with the weights (fitted statistics) and in
 the entry (the layer's Keras serialization).
 
@@ -385,7 +385,7 @@ def load_weights(name: str, weights: str | os.PathLike, *, offline: bool | None 
     ``include_preprocessing=False`` the zoo model alone (expecting preprocessed input). The
     returned model carries ``zoo_weights`` (the entry: tag, classes, preprocessing, metrics, ...).
 
-    ``weights`` is a tag of :func:`list_weights`, or a path: a run directory of :mod:`zoo.train`, an
+    ``weights`` is a tag of :func:`list_weights`, or a path: a run directory of :mod:`zoo.training.run`, an
     inference-model ``.weights.h5`` (``preprocessing`` names its layer: a preset ``"torch"`` /
     ``"caffe"``, a manifest record or a Keras layer; default: the ``<path>.json`` sidecar a
     conversion writes) or a plain model's ``.weights.h5``; ``sha256`` checks a path.
@@ -393,7 +393,7 @@ def load_weights(name: str, weights: str | os.PathLike, *, offline: bool | None 
     layers (``include_top=False``, ``features_only``, ``output_stride``, ...) are filled by layer
     name from the published model, and changing ``num_classes`` is refused.
     """
-    from zoo import registry as models
+    from zoo.models import registry as models
 
     key = models.get_entry(name).name
     tag = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
@@ -419,7 +419,7 @@ def _names_a_path(key: str, tag: str) -> bool:
 def check_weights(name: str, weights: str) -> None:
     """What :func:`load_weights` would refuse first, without building or downloading: an unknown
     model, an unknown tag (with the available ones) or a path that does not exist."""
-    from zoo import registry as models
+    from zoo.models import registry as models
 
     key = models.get_entry(name).name
     if _names_a_path(key, weights):
@@ -430,7 +430,7 @@ def check_weights(name: str, weights: str) -> None:
 
 
 def _build_entry_model(entry: WeightsEntry, path: Path):
-    from zoo import registry as models
+    from zoo.models import registry as models
     from zoo.weights.preprocess import layer_from_spec
 
     if entry.preprocessing is None:
@@ -443,7 +443,7 @@ def _build_entry_model(entry: WeightsEntry, path: Path):
 
 def _rebuild(model, name: str, options: Mapping[str, Any], what: str):
     """The inference model rebuilt with other options, its weights copied by layer name."""
-    from zoo import registry as models
+    from zoo.models import registry as models
 
     net = models.build(name, **options)
     _transfer_by_name(model.layers[-1], net, what)
@@ -452,7 +452,7 @@ def _rebuild(model, name: str, options: Mapping[str, Any], what: str):
 
 def _load_path(name: str, path: Path, include_preprocessing: bool, preprocessing: Any, sha256: str | None,
                options: Mapping[str, Any]):
-    from zoo import registry as models
+    from zoo.models import registry as models
     from zoo.weights.preprocess import layer_from_spec
 
     if path.is_dir():
@@ -633,7 +633,7 @@ def _write_manifest(path: Path, entry: WeightsEntry, overwrite: bool) -> Weights
 
 def _wrap_plain(path: Path, name: str, build: Mapping[str, Any], preprocessing: Mapping[str, Any], out: Path) -> None:
     """Save a plain model's weights file as an inference model's (with its preprocessing layer)."""
-    from zoo import registry as models
+    from zoo.models import registry as models
     from zoo.weights.preprocess import layer_from_spec
 
     options = WeightsEntry(name, "x", "0" * 64, file="x", build=build).build_options()
@@ -652,7 +652,7 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
     """Publish a weights file as ``name:tag``: copy it (cast to ``dtype``), hash it, write the entry.
 
     ``path`` is an inference model's ``.weights.h5`` (preprocessing layer + model, as
-    :mod:`zoo.train` and :func:`zoo.weights.convert` write) or a plain model's (wrapped here with
+    :mod:`zoo.training.run` and :func:`zoo.weights.convert` write) or a plain model's (wrapped here with
     ``preprocessing``: a manifest record or a preset, ``"torch"`` / ``"caffe"``). ``build`` are
     the :func:`zoo.build` options the file fits; ``build`` and ``preprocessing`` default to those in
     ``<path>.json``, the sidecar :func:`zoo.weights.convert.convert` writes. With ``package=True`` the file goes into
@@ -661,7 +661,7 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
     file there). ``verify`` loads the published file once through the new entry. A packaged file
     larger than ``shard_bytes`` is stored as shards of at most that size (``None``: never).
     """
-    from zoo import registry as models
+    from zoo.models import registry as models
     from zoo.weights.preprocess import spec_for
 
     name = models.get_entry(name).name
@@ -763,7 +763,7 @@ def publish(run_dir: str | Path, tag: str, *, dtype: str = "float32", url: str |
             description: str = "", license: str | None = None, manifest: str | Path | None = None,
             files_dir: str | Path | None = None, overwrite: bool = False, allow_unfinished: bool = False,
             verify: bool = True, shard_bytes: int | None = SHARD_BYTES) -> WeightsEntry:
-    """Publish a :mod:`zoo.train` run's ``model.weights.h5`` as ``<model>:<tag>``.
+    """Publish a :mod:`zoo.training.run` run's ``model.weights.h5`` as ``<model>:<tag>``.
 
     Reads the run's ``report.json`` (model, build options, metrics, recipe) and the preprocessing
     layer from its ``model.keras`` (as JSON), then :func:`publish_file`. ``classes`` default to the
@@ -783,7 +783,7 @@ def publish(run_dir: str | Path, tag: str, *, dtype: str = "float32", url: str |
     return publish_file(
         run / "model.weights.h5", facts["name"], tag, build=facts["build"], preprocessing=facts["preprocessing"],
         classes=classes, metrics=metrics if metrics is not None else facts["metrics"], recipe=facts["recipe"],
-        source=f"zoo.train run {facts['recipe'].get('run_name') or run.name}", description=description,
+        source=f"zoo.training.run run {facts['recipe'].get('run_name') or run.name}", description=description,
         license=license, dtype=dtype, url=url, package=package, manifest=manifest, files_dir=files_dir,
         overwrite=overwrite, verify=verify, shard_bytes=shard_bytes)
 
@@ -796,7 +796,7 @@ def build(name: str, weights: str | os.PathLike | None = None, **options: Any):
     loads them with :func:`load_weights` (the model then takes raw 0..255 RGB unless
     ``include_preprocessing=False``).
     """
-    from zoo import registry as models
+    from zoo.models import registry as models
 
     if weights is None:
         return models.build(name, **options)

@@ -2,8 +2,8 @@
     python results/runs/resnet20-distill-clean/verify.py > results/runs/resnet20-distill-clean/verify.txt
 """
 import numpy as np, zoo
-from zoo import train as T
-from zoo.recipes import load_recipe
+from zoo.training import run as T
+from zoo.training.recipe import load_recipe
 recipe = load_recipe("resnet20-distill", ["data.source=../shared/data/cifar10-jpeg-train.tar.gz", "data.eval_split=null"])
 data = T.load_data(recipe)
 images, labels = (np.concatenate(a) for a in zip(*((x.numpy(), y.numpy()) for x, y in data.validation)))

@@ -1,6 +1,6 @@
 """The teachers of recipes/resnet20-distill.yaml on the 5,000 held-out images (see RUN.md):
 each published model alone, the mean of their logits, and the distillation target itself (the mean
-of their probabilities softened at temperature 4, zoo.distill.soft_targets).
+of their probabilities softened at temperature 4, zoo.training.distill.soft_targets).
 
     python results/runs/resnet20-distill/teachers.py > results/runs/resnet20-distill/teachers.txt
 
@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 
-from zoo import distill
-from zoo import train as T
-from zoo.recipes import load_recipe
+from zoo.training import distill
+from zoo.training import run as T
+from zoo.training.recipe import load_recipe
 
 args = sys.argv[1:]
 name = args.pop(0) if args and "=" not in args[0] else "resnet20-distill"

@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 
 import zoo.data as zdata
-from zoo import train as T
-from zoo.recipes import load_recipe
+from zoo.training import run as T
+from zoo.training.recipe import load_recipe
 
 FILES = {"published": "zoo/weights/files/resnet20-cifar10-f2ea3a07.weights.h5",
          "swa": "runs/resnet20-swa/model.weights.h5", "swa-cycles": "runs/resnet20-swa-cycles/model.weights.h5"}

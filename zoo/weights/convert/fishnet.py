@@ -30,7 +30,7 @@ def layer_name(path: str) -> str:
 
 def convert(model_name: str, src: Any, **options: Any):
     """The zoo model ``model_name`` (fishnet99/150/201) with the weights of an authors' checkpoint."""
-    from zoo import registry
+    from zoo.models import registry
 
     entry = registry.get_entry(model_name)
     if entry.family.name != "fishnet":

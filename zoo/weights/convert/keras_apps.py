@@ -81,7 +81,7 @@ def convert(model_name: str, src: Any, **options: Any):
     """The zoo model ``model_name`` with the weights of a keras.applications model or weights file."""
     from keras import layers
 
-    from zoo import registry
+    from zoo.models import registry
 
     name = registry.get_entry(model_name).name
     if name not in APPLICATIONS:

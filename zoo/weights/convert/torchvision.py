@@ -39,7 +39,7 @@ def target_options(model_name: str, state: dict[str, np.ndarray], options: dict[
 
 
 def _family(model_name: str) -> str:
-    from zoo import registry
+    from zoo.models import registry
 
     family = registry.get_entry(model_name).family.name
     if family not in FAMILIES:
@@ -130,7 +130,7 @@ CONVERTERS = {"resnet": _resnet, "squeezenet": _squeezenet, "vgg": _vgg}
 
 def convert(model_name: str, src: Any, **options: Any):
     """The zoo model ``model_name`` with the weights of a torchvision checkpoint (path, module or state dict)."""
-    from zoo import registry
+    from zoo.models import registry
 
     family = _family(model_name)
     state = load_state_dict(src)

@@ -1,13 +1,13 @@
 """keras-tuner search over a recipe's downsampling choices ("pool or stride?").
 
 :func:`tune` takes a training recipe, derives a search space from the model's own downsampling
-sites (:func:`zoo.registry.sites`), lets a keras-tuner oracle pick configurations, trains each one
+sites (:func:`zoo.models.registry.sites`), lets a keras-tuner oracle pick configurations, trains each one
 with the recipe (same data, schedule and seed for every trial) and writes a study report
-(:mod:`zoo.study`): every trial, the Pareto fronts of accuracy against FLOPs and latency, the
+(:mod:`zoo.studies.study`): every trial, the Pareto fronts of accuracy against FLOPs and latency, the
 effect of each choice at each site, and the best configuration as a recipe ``zoo train`` accepts.
 
-    python -m zoo.tune all_cnn_c-study --max-trials 12              # or: zoo tune ...
-    python -m zoo.tune resnet20-study --choices max,avg,conv,blur --budget-flops 45M --resume
+    python -m zoo.search.tuner all_cnn_c-study --max-trials 12              # or: zoo tune ...
+    python -m zoo.search.tuner resnet20-study --choices max,avg,conv,blur --budget-flops 45M --resume
 
 Search space
     ``sites="each"`` (default): one ``hp.Choice("ds/<site>")`` per searched site;
@@ -48,7 +48,7 @@ Trials
     per-epoch history, trainable parameters, FLOPs, latency (ms/image, batch ``latency_batch``,
     median of ``latency_repeats`` timed calls after warm-up), training time and peak RSS. With
     ``isolate="process"`` (default) every trial runs in a fresh Python process (``python -m
-    zoo.tune _trial spec.json``; its output goes to ``log.txt`` and the screen, its result to
+    zoo.search.tuner _trial spec.json``; its output goes to ``log.txt`` and the screen, its result to
     ``child.json``; it dies with the search process, even on SIGKILL): Keras/TensorFlow memory
     cannot accumulate (in one process it grew 25-40 MB a trial on this stack even with
     ``keras.backend.clear_session()`` and ``gc.collect()``), the trial's ``peak_rss_mb`` is that
@@ -121,12 +121,13 @@ import yaml
 
 import zoo.data as zdata
 from zoo import flops as zflops
-from zoo import registry, runtime
+from zoo import runtime
+from zoo.models import registry
 from zoo import report as zreport
-from zoo import train as ztrain
+from zoo.training import run as ztrain
 from zoo.errors import ZooError, unknown
 from zoo.layers.downsample import CHOICE_OPTIONS, Choice, Site
-from zoo.recipes import Recipe, RecipeError, load_recipe, parse_args_with_overrides, resolve, same_experiment
+from zoo.training.recipe import Recipe, RecipeError, load_recipe, parse_args_with_overrides, resolve, same_experiment
 
 __all__ = [
     "DEFAULT_CHOICES",
@@ -555,7 +556,7 @@ def measure_latency(model: keras.Model, *, batch: int = 1, repeats: int = 30, wa
 
 
 class _Rows(keras.callbacks.Callback):
-    """Collects each epoch's logs (after :class:`zoo.train.EpochStats` added its timings)."""
+    """Collects each epoch's logs (after :class:`zoo.training.run.EpochStats` added its timings)."""
 
     def __init__(self, rows: list[dict[str, Any]]):
         super().__init__()
@@ -581,7 +582,7 @@ def run_config(recipe: Recipe, *, budget: Budget = Budget(), latency: Mapping[st
 
     Loads the recipe's data, builds the model and measures params, FLOPs and latency; returns
     status ``infeasible`` (untrained) when that breaks ``budget``; otherwise seeds as
-    :func:`zoo.train.train` does, trains ``train.epochs`` on the training split and validates on
+    :func:`zoo.training.run.train` does, trains ``train.epochs`` on the training split and validates on
     the held-out images after each epoch. Returns a JSON-ready record (no files written)."""
     latency = {"batch": 1, "repeats": 30, "warmup": 5, **(latency or {})}
     started = time.perf_counter()
@@ -713,9 +714,9 @@ class _Runner:
         zreport.write_json(spec, tdir / "spec.json")
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        cmd = [sys.executable, "-m", "zoo.tune", "_trial", str(tdir / "spec.json")]
+        cmd = [sys.executable, "-m", "zoo.search.tuner", "_trial", str(tdir / "spec.json")]
         with open(tdir / "log.txt", "a") as log:
             log.write(f"--- {_now()} {' '.join(cmd)}\n")
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -737,7 +738,7 @@ class _Runner:
 
 
 def _child_main(spec_path: str) -> int:
-    """``python -m zoo.tune _trial SPEC``: run one trial (see :class:`_Runner`)."""
+    """``python -m zoo.search.tuner _trial SPEC``: run one trial (see :class:`_Runner`)."""
     spec = json.loads(Path(spec_path).read_text())
     if not _die_with_parent(spec.get("parent_pid")):
         print("zoo.tune: the search process is gone; not running the trial", file=sys.stderr)
@@ -790,7 +791,7 @@ class _BayesianOracle(_UniformFirst, kt.oracles.BayesianOptimizationOracle):
 
 
 def _refuse_run_only_features(recipe: Recipe) -> None:
-    """Trials train with :func:`zoo.train.compile_model` and ``fit``: the features of a whole
+    """Trials train with :func:`zoo.training.run.compile_model` and ``fit``: the features of a whole
     ``zoo train`` run (distillation, weight averaging) would be silently dropped, so refuse them."""
     t = recipe.train
     used = [f"train.{k}" for k, on in (("teachers", t.teachers), ("swa_start_epoch", t.swa_start_epoch)) if on]
@@ -1085,7 +1086,7 @@ def tune(recipe: str | Path | Recipe | Mapping, *, sites: str = "each", choices:
             tuner.search(verbose=1 if verbose else 0)
     except kt.errors.FatalError as err:
         raise TuneError(str(err)) from err
-    from zoo import study as zstudy
+    from zoo.studies import study as zstudy
 
     if role == "worker":
         study = zstudy.collect(project)
@@ -1131,7 +1132,7 @@ def compare(recipe: str | Path | Recipe | Mapping, variants: Mapping[str, Sequen
                 "config": {"model": rec.model.name, "downsample": ds, "lr": rec.optimizer.lr,
                            "weight_decay": rec.optimizer.weight_decay, "epochs": rec.train.epochs}}
         runner.run(_variant_id(project, i, len(variants)), list(extra), info)
-    from zoo import study as zstudy
+    from zoo.studies import study as zstudy
 
     files = zstudy.write_report(project)
     study = zreport.read_json(files["json"])
@@ -1176,7 +1177,7 @@ def add_search_options(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``tune`` arguments, for ``python -m zoo.tune`` and the ``zoo tune`` command."""
+    """The ``tune`` arguments, for ``python -m zoo.search.tuner`` and the ``zoo tune`` command."""
     parser.add_argument("recipe", help="recipe YAML path or name in recipes/ (e.g. all_cnn_c-study)")
     parser.add_argument("overrides", nargs="*", help="dotted recipe overrides: train.epochs=3 data.limit=2000")
     parser.add_argument("--project-dir", help="search directory (default runs/tune/<recipe>-<model>)")
@@ -1198,7 +1199,7 @@ def tune_from_args(args: argparse.Namespace) -> int:
     """Run a search from parsed arguments; 0 on success, 1 for bad input."""
     try:
         if args.report_only:
-            from zoo import study as zstudy
+            from zoo.studies import study as zstudy
 
             if not args.project_dir:
                 raise TuneError("--report-only needs --project-dir.")
@@ -1218,11 +1219,11 @@ def tune_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.tune RECIPE [overrides...] [options]`` (``_trial SPEC`` runs one trial)."""
+    """``python -m zoo.search.tuner RECIPE [overrides...] [options]`` (``_trial SPEC`` runs one trial)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_trial"]:
         return _child_main(argv[1])
-    parser = add_tune_arguments(argparse.ArgumentParser(prog="python -m zoo.tune", description=__doc__,
+    parser = add_tune_arguments(argparse.ArgumentParser(prog="python -m zoo.search.tuner", description=__doc__,
                                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     return tune_from_args(parse_args_with_overrides(parser, argv))
 

@@ -1,6 +1,6 @@
 """Study reports: what each downsampling choice did, per search and across architectures.
 
-A *project* is the directory of one :func:`zoo.tune.tune` search or :func:`zoo.tune.compare`
+A *project* is the directory of one :func:`zoo.search.tuner.tune` search or :func:`zoo.search.tuner.compare`
 run: ``search.json`` (what was searched) and ``trial_*/zoo_trial.json`` (one record per trial).
 :func:`write_report` turns it into::
 
@@ -79,7 +79,7 @@ _DROP = ("recipe", "history", "traceback")  # kept in zoo_trial.json, left out o
 # ------------------------------------------------------------------------------------ collect
 def collect(project_dir: str | Path) -> dict[str, Any]:
     """The study dict of a project directory (``search.json`` + trial records), analysed."""
-    from zoo.tune import SEARCH, read_records
+    from zoo.search.tuner import SEARCH, read_records
 
     path = Path(project_dir)
     if not (path / SEARCH).exists():
@@ -499,8 +499,8 @@ def plot_effects(study: Mapping[str, Any], path: str | Path) -> Path | None:
 
 def export_best_recipe(study: Mapping[str, Any], path: str | Path) -> Path | None:
     """The best trial as a recipe YAML (base recipe + the trial's overrides), validated."""
-    from zoo.recipes import dump, load_recipe
-    from zoo.train import validate_recipe
+    from zoo.training.recipe import dump, load_recipe
+    from zoo.training.run import validate_recipe
 
     best, base = study.get("best"), study.get("recipe")
     if not best or not base:
@@ -586,7 +586,7 @@ def verdict(study: Mapping[str, Any]) -> str:
 def _paper_section(study: Mapping[str, Any], folder: str) -> list[str]:
     """The README section of one paper comparison kept in ``folder`` (its directory name, which
     tells apart several runs of the same comparison, e.g. at different schedules)."""
-    from zoo.registry import get_entry
+    from zoo.models.registry import get_entry
 
     rows, published_errors = [], {}
     for t in study.get("trials", []):
@@ -787,12 +787,12 @@ def _paper_rates(own: float, lrs: Sequence[float]) -> list[float]:
 def study(recipes: Sequence[str | Path] = (), *, root: str | Path = "results/studies", paper: str | Path | None = None,
           collect_only: bool = False, resume: bool = False, overwrite: bool = False, overrides: Sequence[str] = (),
           paper_seeds: int = 1, paper_lrs: Sequence[float] = (), **tune_options: Any) -> Path:
-    """Run a :func:`zoo.tune.tune` search per recipe into ``root/<recipe>/`` and, with ``paper``,
-    the All-CNN comparison (:data:`PAPER_VARIANTS`, :func:`zoo.tune.compare`) into
+    """Run a :func:`zoo.search.tuner.tune` search per recipe into ``root/<recipe>/`` and, with ``paper``,
+    the All-CNN comparison (:data:`PAPER_VARIANTS`, :func:`zoo.search.tuner.compare`) into
     ``root/<paper recipe>-paper/`` (``paper_seeds`` seeds per variant, at each of ``paper_lrs``); then write ``root/README.md`` (:func:`write_index`).
     ``collect_only`` only rewrites the README from the studies already there."""
-    from zoo.recipes import load_recipe
-    from zoo.tune import compare, tune
+    from zoo.training.recipe import load_recipe
+    from zoo.search.tuner import compare, tune
 
     root = Path(root)
     if not collect_only:
@@ -809,8 +809,8 @@ def study(recipes: Sequence[str | Path] = (), *, root: str | Path = "results/stu
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``study`` arguments, for ``python -m zoo.study`` and the ``zoo study`` command."""
-    from zoo.tune import add_search_options
+    """The ``study`` arguments, for ``python -m zoo.studies.study`` and the ``zoo study`` command."""
+    from zoo.search.tuner import add_search_options
 
     parser.add_argument("recipes", nargs="*", help="recipes to search, one study each (e.g. all_cnn_c-study)")
     parser.add_argument("--root", default="results/studies", help="studies folder (default results/studies)")
@@ -839,8 +839,8 @@ def _rates(text: str) -> tuple[float, ...]:
 
 def study_from_args(args: argparse.Namespace) -> int:
     """Run studies from parsed arguments; 0 on success, 1 for bad input."""
-    from zoo.recipes import RecipeError
-    from zoo.tune import TuneError, tune_options
+    from zoo.training.recipe import RecipeError
+    from zoo.search.tuner import TuneError, tune_options
 
     options = tune_options(args)
     resume, overwrite = options.pop("resume"), options.pop("overwrite")
@@ -857,8 +857,8 @@ def study_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.study [RECIPES...] [--paper-recipe R] [options]``."""
-    parser = add_study_arguments(argparse.ArgumentParser(prog="python -m zoo.study", description=__doc__,
+    """``python -m zoo.studies.study [RECIPES...] [--paper-recipe R] [options]``."""
+    parser = add_study_arguments(argparse.ArgumentParser(prog="python -m zoo.studies.study", description=__doc__,
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     return study_from_args(parser.parse_args(argv))
 

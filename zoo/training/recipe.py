@@ -20,7 +20,7 @@ Weight decay
     rank >= 2 tensors only.
 
 This module imports nothing from ``zoo``; model options are passed through untouched and checked
-by :func:`zoo.registry.build` when the model is built.
+by :func:`zoo.models.registry.build` when the model is built.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class RecipeError(ValueError):
 @dataclass
 class ModelSection:
     """``name`` of a registered model; every other key is a build option passed to
-    :func:`zoo.registry.build` (``downsample``, ``stem``, ``dropout``, ...)."""
+    :func:`zoo.models.registry.build` (``downsample``, ``stem``, ``dropout``, ...)."""
 
     name: str = "resnet20"
     options: dict[str, Any] = field(default_factory=dict)
@@ -165,7 +165,7 @@ class TrainSection:
     checkpoint and reports status ``nan``; ``raise`` does the same and then raises.
     ``deterministic`` enables TensorFlow op determinism (bit-identical reruns on one machine).
     ``jit_compile`` is off by default: on this CPU XLA made ResNet-20 2.5x slower.
-    ``precision``: ``auto`` takes the device's choice (:func:`zoo.bench.choose_settings`: float32
+    ``precision``: ``auto`` takes the device's choice (:func:`zoo.bench.core.choose_settings`: float32
     on CPU, mixed_float16 on GPU), or a Keras dtype policy to force one.
     ``progress``: ``auto`` draws a progress bar on a terminal and one line per epoch otherwise.
     ``init_weights``: start from these weights instead of a random initialisation (a run directory
@@ -178,7 +178,7 @@ class TrainSection:
     (default) keeps the last epoch's weights. Pair it with a constant or high final rate (§3.1).
     ``swa_every``: average only every that many epochs from ``swa_start_epoch``: with
     ``schedule.cycles``, the ends of the cycles, where the rate is lowest (§3.1's cyclical rate).
-    ``teachers``: knowledge distillation (Hinton et al. 2015 §2; :mod:`zoo.distill`): trained
+    ``teachers``: knowledge distillation (Hinton et al. 2015 §2; :mod:`zoo.training.distill`): trained
     models (``NAME:TAG``, ``NAME:PATH`` or a ``.keras`` file / run directory) whose softened
     probabilities, averaged, the student also learns; ``distill_weight`` is the share of the loss
     they get (the labels get the rest), ``distill_temperature`` the softening ``T``;
@@ -279,7 +279,7 @@ def dump(recipe: Recipe) -> str:
 def recipe_dirs() -> list[Path]:
     """Folders searched for recipe names: ``./recipes``, the repository's ``recipes/`` (a checkout or
     an editable install) and ``<prefix>/share/zoo/recipes`` (where a wheel installs them)."""
-    dirs = [Path.cwd() / "recipes", Path(__file__).resolve().parent.parent / "recipes",
+    dirs = [Path.cwd() / "recipes", Path(__file__).resolve().parents[2] / "recipes",
             Path(sys.prefix) / "share" / "zoo" / "recipes"]
     unique: list[Path] = []
     for d in dirs:

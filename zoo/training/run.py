@@ -15,7 +15,7 @@ A run directory (``runs/<recipe>-<model>/`` unless given) holds::
 Killing the process (even ``kill -9``) and running the same command again continues after the
 last finished epoch; a finished run directory is never overwritten unless asked to.
 
-    python -m zoo.train resnet20-budget train.epochs=3 [--run-dir D] [--overwrite]
+    python -m zoo.training.run resnet20-budget train.epochs=3 [--run-dir D] [--overwrite]
 """
 from __future__ import annotations
 
@@ -36,12 +36,13 @@ import numpy as np
 import tensorflow as tf
 
 import zoo.data as zdata
-from zoo import distill
+from zoo.training import distill
 from zoo import flops as zflops
-from zoo import registry, runtime
+from zoo import runtime
+from zoo.models import registry
 from zoo import report as zreport
 from zoo.errors import ZooError
-from zoo.recipes import Recipe, RecipeError, dump, load_recipe, parse_args_with_overrides, resolve, same_experiment
+from zoo.training.recipe import Recipe, RecipeError, dump, load_recipe, parse_args_with_overrides, resolve, same_experiment
 
 __all__ = [
     "EvalResult",
@@ -117,7 +118,7 @@ class EvalResult:
 # ----------------------------------------------------------------------------------- schedule
 @keras.saving.register_keras_serializable(package="zoo")
 class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate of :class:`zoo.recipes.ScheduleSection`, per step.
+    """The learning rate of :class:`zoo.training.recipe.ScheduleSection`, per step.
 
     Time is measured in fractional epochs (``step / steps_per_epoch``), so step milestones drop
     the rate after the epoch they name. ``onecycle`` without ``warmup_epochs`` rises over the
@@ -417,7 +418,7 @@ def load_data(recipe: Recipe) -> Data:
 
 # -------------------------------------------------------------------------------------- model
 def validate_recipe(recipe: Recipe) -> None:
-    """Check what :mod:`zoo.recipes` cannot, without building or loading anything: the model name
+    """Check what :mod:`zoo.training.recipe` cannot, without building or loading anything: the model name
     and build options (via the registry), the augmentation and normalisation names (via
     :mod:`zoo.data`), that ``train.init_weights`` exists. Raises ``ValueError`` (``ZooError`` / ``RecipeError``) or
     ``FileNotFoundError``."""
@@ -490,7 +491,7 @@ def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> No
 
 
 def _with_teachers(model: keras.Model, recipe: Recipe, data: Data) -> keras.Model:
-    """``model`` distilled from ``train.teachers`` (:mod:`zoo.distill`), or ``model`` itself."""
+    """``model`` distilled from ``train.teachers`` (:mod:`zoo.training.distill`), or ``model`` itself."""
     t = recipe.train
     if not t.teachers:
         return model
@@ -526,7 +527,7 @@ def _decayed(model: keras.Model) -> list[Any]:
 
 def make_optimizer(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """The recipe's optimizer with its schedule; applies weight decay as the recipe says (L2
-    penalties on the kernels, or the optimizer's decoupled decay); see :mod:`zoo.recipes`."""
+    penalties on the kernels, or the optimizer's decoupled decay); see :mod:`zoo.training.recipe`."""
     o, s = recipe.optimizer, recipe.schedule
     schedule = RecipeSchedule(o.lr, steps_per_epoch, s.name, recipe.schedule_epochs, s.warmup_epochs,
                               s.start_factor, s.milestones, s.gamma, s.final_factor, s.cycles)
@@ -560,7 +561,7 @@ def _compile(model: keras.Model, recipe: Recipe, data: Data) -> None:
 
 def compile_model(model: keras.Model, recipe: Recipe, data: Data) -> None:
     """Compile ``model`` as :func:`train` does: the recipe's optimizer, schedule, weight decay,
-    loss and metrics (for callers that run their own ``fit``, e.g. :mod:`zoo.tune`)."""
+    loss and metrics (for callers that run their own ``fit``, e.g. :mod:`zoo.search.tuner`)."""
     _compile(model, recipe, data)
 
 
@@ -696,7 +697,7 @@ def _settings(recipe: Recipe, data: Data) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------- train
 def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run_dir: str | Path | None = None,
-          overwrite: bool = False) -> RunResult:
+          overwrite: bool = False, *, entry: str = "train", strategy: Any = None) -> RunResult:
     """Train ``recipe`` (a path, a name in ``recipes/``, a dict or a :class:`Recipe`) with dotted
     ``overrides`` into ``run_dir`` (default ``runs/<recipe>-<model>``), resuming an interrupted
     run there. Raises :class:`RunFinishedError` / :class:`RunDirError` rather than overwriting
@@ -708,7 +709,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     validate_recipe(recipe)
     run = prepare_run_dir(recipe, run_dir, overwrite)
     runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)
-    from zoo import bench  # the per-device fastest settings, measured in zoo/bench.py
+    from zoo.bench import core as bench  # the per-device fastest settings, measured in zoo/bench.py
 
     bench.apply_training_settings(recipe)
     data = load_data(recipe)
@@ -885,7 +886,7 @@ def evaluate(run_or_weights: str | Path, source: str | None = None, split: str |
 
 # ---------------------------------------------------------------------------------------- CLI
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``train`` arguments, for ``python -m zoo.train`` and the ``zoo train`` command."""
+    """The ``train`` arguments, for ``python -m zoo.training.run`` and the ``zoo train`` command."""
     parser.add_argument("recipe", help="recipe YAML path or name in recipes/ (e.g. resnet20-budget)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides: optimizer.lr=0.05 train.epochs=3")
     parser.add_argument("--run-dir", help="run directory (default runs/<recipe>-<model>)")
@@ -936,8 +937,8 @@ def eval_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.train RECIPE [overrides...] [--run-dir D] [--overwrite]``."""
-    parser = add_train_arguments(argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__,
+    """``python -m zoo.training.run RECIPE [overrides...] [--run-dir D] [--overwrite]``."""
+    parser = add_train_arguments(argparse.ArgumentParser(prog="python -m zoo.training.run", description=__doc__,
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     return run_from_args(parse_args_with_overrides(parser, argv))
 

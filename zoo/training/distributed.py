@@ -21,9 +21,9 @@ final weights and history to ``<run dir>/workers/worker-<i>/`` (so they can be c
 is not resumed: an unfinished run directory of the same recipe is trained again from epoch 1;
 a finished one is refused, as ``zoo train`` does, unless ``--overwrite``.
 
-    python -m zoo.distributed RECIPE [overrides...] --workers 127.0.0.1:20001,127.0.0.1:20002 --index 0
+    python -m zoo.training.distributed RECIPE [overrides...] --workers 127.0.0.1:20001,127.0.0.1:20002 --index 0
     TF_CONFIG='{"cluster": {"worker": ["h1:20001", "h2:20001"]}, "task": {"type": "worker", "index": 1}}' \\
-        python -m zoo.distributed RECIPE
+        python -m zoo.training.distributed RECIPE
 """
 from __future__ import annotations
 
@@ -138,8 +138,8 @@ def is_chief(strategy) -> bool:
 def _check_run_dir(recipe, path: Path, overwrite: bool) -> None:
     """What ``prepare_run_dir`` refuses, checked without writing (non-chief workers)."""
     from zoo import report as zreport
-    from zoo.recipes import RecipeError, load_recipe, same_experiment
-    from zoo.train import RunDirError, RunFinishedError
+    from zoo.training.recipe import RecipeError, load_recipe, same_experiment
+    from zoo.training.run import RunDirError, RunFinishedError
 
     saved = path / "recipe.yaml"
     if overwrite or not saved.exists():
@@ -263,10 +263,10 @@ class _Steps:
 def train_distributed(recipe: Any, overrides: Sequence[str] = (), run_dir: str | Path | None = None,
                       overwrite: bool = False, *, workers: str | Sequence[str] | None = None,
                       index: int | None = None, timeout_s: float | None = None, strategy: Any = None):
-    """Train ``recipe`` (as :func:`zoo.train.train` takes it) with ``strategy`` (default
+    """Train ``recipe`` (as :func:`zoo.training.run.train` takes it) with ``strategy`` (default
     :func:`make_strategy` of ``workers``/``index`` or ``TF_CONFIG``) and a custom distributed
     training step. ``data.batch_size`` is the global batch, split over all replicas (it must be
-    a multiple of their number). Returns a :class:`zoo.train.RunResult`: the run directory and
+    a multiple of their number). Returns a :class:`zoo.training.run.RunResult`: the run directory and
     report on the chief, ``<run dir>/workers/worker-<i>`` and a short report elsewhere."""
     started = time.perf_counter()
     if strategy is None:
@@ -275,11 +275,11 @@ def train_distributed(recipe: Any, overrides: Sequence[str] = (), run_dir: str |
     import tensorflow as tf
 
     import zoo.data as zdata
-    from zoo import bench as zbench
+    from zoo.bench import core as zbench
     from zoo import report as zreport
     from zoo import runtime
-    from zoo import train as ztrain
-    from zoo.recipes import load_recipe, resolve
+    from zoo.training import run as ztrain
+    from zoo.training.recipe import load_recipe, resolve
 
     recipe = load_recipe(recipe, overrides)
     ztrain.validate_recipe(recipe)
@@ -387,7 +387,7 @@ def train_distributed(recipe: Any, overrides: Sequence[str] = (), run_dir: str |
         "final": final, "best": best_row, "evaluation": evaluation, "nan": tripped, "history": history,
         "timing": ztrain._timing(history, started, epochs_run),
         "settings": {**ztrain._settings(recipe, data), "precision": settings.precision, "device": settings.device,
-                     "training_loop": "zoo.distributed custom step"},
+                     "training_loop": "zoo.training.distributed custom step"},
         "distributed": dist_info, "environment": runtime.environment(),
     }
     zreport.write_run_report(report, run)
@@ -402,7 +402,7 @@ def train_distributed(recipe: Any, overrides: Sequence[str] = (), run_dir: str |
 # ---------------------------------------------------------------------------------------- CLI
 def add_distributed_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``zoo train``'s arguments plus ``--workers``, ``--index`` and ``--timeout``."""
-    from zoo.train import add_train_arguments
+    from zoo.training.run import add_train_arguments
 
     add_train_arguments(parser)
     parser.add_argument("--workers", help="host:port of every worker, comma-separated, the same on each "
@@ -415,8 +415,8 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> argparse.Argum
 def run_from_args(args: argparse.Namespace) -> int:
     """Exit status as ``zoo train``'s: 0 done (or already finished), 1 bad input, 3 NaN."""
     from zoo.errors import ZooError
-    from zoo.recipes import RecipeError
-    from zoo.train import RunDirError, RunFinishedError, TrainingDiverged
+    from zoo.training.recipe import RecipeError
+    from zoo.training.run import RunDirError, RunFinishedError, TrainingDiverged
 
     try:
         result = train_distributed(args.recipe, args.overrides, run_dir=args.run_dir, overwrite=args.overwrite,
@@ -433,10 +433,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.distributed RECIPE [overrides...] [--workers H:P,... --index I]``."""
+    """``python -m zoo.training.distributed RECIPE [overrides...] [--workers H:P,... --index I]``."""
     parser = add_distributed_arguments(argparse.ArgumentParser(
-        prog="python -m zoo.distributed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
-    from zoo.recipes import parse_args_with_overrides
+        prog="python -m zoo.training.distributed", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
+    from zoo.training.recipe import parse_args_with_overrides
 
     return run_from_args(parse_args_with_overrides(parser, argv))
 

@@ -13,7 +13,6 @@ checks the input size against the total stride and assembles the ``keras.Model``
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import inspect
 import re
 import sys
@@ -113,13 +112,8 @@ def register_model(name: str, family: Family, config: Any, *, input_shape: tuple
     return entry
 
 
-def _load_families() -> None:
-    importlib.import_module("zoo.models")
-
-
 def list_models(pattern: str | None = None, family: str | None = None) -> list[str]:
     """Registered names, sorted, optionally filtered by a glob ``pattern`` and ``family``."""
-    _load_families()
     names = [n for n, e in _MODELS.items() if family is None or e.family.name == family]
     if pattern:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern if any(c in pattern for c in "*?[") else f"*{pattern}*")]
@@ -132,7 +126,6 @@ def _natural_key(name: str):
 
 def get_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; unknown names suggest close ones."""
-    _load_families()
     if not isinstance(name, str):
         raise ZooError(f"a model name must be a string, got {type(name).__name__}; see zoo.list_models().")
     key = name.strip().lower()

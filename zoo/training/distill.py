@@ -2,7 +2,7 @@
 Network", §2): the student learns from the labels and from the softened class probabilities of
 one or more trained teachers.
 
-A recipe names its teachers in ``train.teachers``; :func:`zoo.train.train` then trains a
+A recipe names its teachers in ``train.teachers``; :func:`zoo.training.run.train` then trains a
 :class:`DistillingModel`, the recipe's model with a loss of
 
     (1 - w) * CE(labels, student) + w * T^2 * KL(mean_i softmax(t_i / T) || softmax(s / T))

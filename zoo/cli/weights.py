@@ -1,10 +1,9 @@
-"""The ``zoo weights``, ``zoo publish`` and ``zoo convert`` subcommands: thin calls into
-:mod:`zoo.weights`. ``zoo.cli`` adds them with :func:`register` (nothing here starts TensorFlow
-until a command runs)."""
+"""``zoo weights``, ``zoo publish`` and ``zoo convert``: thin calls into :mod:`zoo.weights`."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -55,10 +54,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_convert(args: argparse.Namespace, parse_options: Any = None) -> int:
+def cmd_convert(args: argparse.Namespace) -> int:
+    from zoo.models.registry import parse_options
     from zoo.weights.convert import convert
 
-    options = parse_options(args.option) if parse_options else {}
+    options = parse_options(args.option)
     model = convert(args.source, args.model, args.src, args.out, preprocessing=args.preprocessing, **options)
     info = model.zoo_conversion
     _console().print(f"converted {info['assigned']} weights into {args.model} -> {args.out} (+ {args.out}.json); "
@@ -68,16 +68,23 @@ def cmd_convert(args: argparse.Namespace, parse_options: Any = None) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, parse_options: Any = None) -> None:
-    """Add ``weights``, ``publish`` and ``convert`` to the ``zoo`` command's subparsers.
-    ``parse_options`` turns ``-o key=value`` pairs into build options (``zoo.cli.parse_options``)."""
-    p = sub.add_parser("weights", help="published weights: tag, metric, size, where the file is")
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The arguments of ``zoo weights``, ``zoo publish`` and ``zoo convert``."""
+    getattr(sys.modules[__name__], f"_add_{command}")(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args.func(args)
+
+
+def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="only this model's weights")
     p.add_argument("--json", action="store_true", help="the full manifest entries")
     p.add_argument("--long", action="store_true", help="each entry's description too (always with NAME)")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("publish", help="publish a training run's weights into the weights registry")
+
+def _add_publish(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
     p.add_argument("tag", help="e.g. cifar10")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
@@ -88,11 +95,12 @@ def register(sub: argparse._SubParsersAction, parse_options: Any = None) -> None
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("convert", help="convert keras.applications / torchvision / FishNet weights")
+
+def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="keras, torchvision or fishnet")
     p.add_argument("model", help="zoo model name, e.g. resnet50")
     p.add_argument("src", help="source weights file (.pth, .h5, .weights.h5, .keras)")
     p.add_argument("out", help="output .weights.h5 (the inference model) and its .json sidecar")
     p.add_argument("--preprocessing", choices=("torch", "caffe"), help="default: the source's convention")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="build option")
-    p.set_defaults(func=lambda a: cmd_convert(a, parse_options))
+    p.set_defaults(func=cmd_convert)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.bench_peers import time_steps
+from zoo.bench.peers import time_steps
 
 __all__ = ["BUILDERS", "TorchRunner", "resnet20", "resnet50"]
 

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.bench_peers import time_steps
+from zoo.bench.peers import time_steps
 
 __all__ = [
     "MODES",
@@ -78,7 +78,7 @@ RESULTS_DIR = Path("results") / "benchmarks"
 FLOPS_CONVENTION = ("FLOPs = 2 x multiply-adds (zoo.flops.count_flops: conv, dense, blur); "
                     "training = 3 x forward = 6 x MACs per sample, inference = 2 x MACs per sample")
 _PREFIX = "@@zoo-bench "  # worker protocol lines on stdout
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _error(message: str) -> Exception:
@@ -359,7 +359,7 @@ def _make_runner(spec: Mapping[str, Any]):
     mode, precision, seed = spec.get("mode", "train"), spec.get("precision", "fp32"), int(spec.get("seed", 0))
     batch = spec.get("batch_size")
     if impl == "torch":
-        from zoo.bench_peers.torch_resnet import BUILDERS, TorchRunner
+        from zoo.bench.peers.torch_resnet import BUILDERS, TorchRunner
 
         if batch is None:
             batch = _default_batch(BUILDERS[name][1][1:]) if name in BUILDERS else 128
@@ -380,7 +380,7 @@ def _make_runner(spec: Mapping[str, Any]):
         shape = kwargs.get("input_shape") or (224, 224, 3)
         return _KerasRunner(lambda: cls(**kwargs), mode=mode, batch_size=batch or _default_batch(shape),
                             policy=policy, jit_compile=jit, seed=seed, label=f"keras.applications.{name}")
-    from zoo import registry
+    from zoo.models import registry
 
     entry = registry.get_entry(name)
     registry.resolve_plan(name, **options)  # validates the build options before anything is built
@@ -436,7 +436,7 @@ def bench(name: str, mode: str = "train", batch_size: int | None = None, precisi
     Write it down with :func:`append_csv`. Raises ``ZooError`` for an unknown model, mode or
     precision, a batch size below 1 or bad build options — before building anything.
     """
-    from zoo import registry
+    from zoo.models import registry
 
     _check_common(mode, batch_size, steps, warmup)
     _resolve_precision(precision)
@@ -640,7 +640,7 @@ def _emit(payload: Mapping[str, Any]) -> None:
 
 
 def _worker_main(spec_text: str) -> int:
-    """``python -m zoo.bench --worker SPEC``: build one runner, warm it up, then answer
+    """``python -m zoo.bench.core --worker SPEC``: build one runner, warm it up, then answer
     ``measure STEPS REWARM`` lines on stdin with step times until ``quit``."""
     try:
         spec = json.loads(spec_text)
@@ -686,7 +686,7 @@ class _Worker:
         full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.stderr = tempfile.TemporaryFile()
         self._buffer = b""
-        self.proc = subprocess.Popen([sys.executable, "-m", "zoo.bench", "--worker", json.dumps(self.spec)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "zoo.bench.core", "--worker", json.dumps(self.spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      env=full_env)
         self.info = self._read("ready")
@@ -886,7 +886,7 @@ def sweep(name: str = "resnet20", batch_sizes: Sequence[int] = (64, 128, 256), *
     ``vs_default`` the ratio to :func:`choose_settings`' configuration, ``fastest`` marks the
     best); with ``record`` appends them to ``results/benchmarks/sweep-<name>.csv`` (or
     ``csv_path``)."""
-    from zoo import registry
+    from zoo.models import registry
 
     _check_common(mode, batch_size, steps, warmup)
     if repeats < 1:
@@ -961,7 +961,7 @@ def bench_peers(groups: Sequence[str] = ("resnet20", "resnet50"), *, mode: str =
     """Our models against their peers, same batch, precision and steps, interleaved rounds:
 
     - ``resnet20`` (batch 128, 32×32): zoo vs PyTorch eager channels-last
-      (:mod:`zoo.bench_peers.torch_resnet`, the same option-A network);
+      (:mod:`zoo.bench.peers.torch_resnet`, the same option-A network);
     - ``resnet50`` (batch 32, 224×224): zoo (torchvision layout), zoo ``layout="keras"``,
       ``keras.applications.ResNet50`` and PyTorch channels-last.
 
@@ -1062,13 +1062,13 @@ def bench_pipeline(source: Any = "embedded", batch_size: int = 128, augment: Seq
 
 # ---------------------------------------------------------------------------------------- CLI
 def _registry():
-    from zoo import registry  # imported late: keeps `zoo bench --help` free of TensorFlow
+    from zoo.models import registry  # imported late: keeps `zoo bench --help` free of TensorFlow
 
     return registry
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``bench`` arguments, for ``python -m zoo.bench`` and the ``zoo bench`` command."""
+    """The ``bench`` arguments, for ``python -m zoo.bench.core`` and the ``zoo bench`` command."""
     parser.add_argument("name", nargs="?", help="registered model (default resnet20 for --sweep)")
     parser.add_argument("--mode", default="train", choices=MODES)
     parser.add_argument("--batch-size", type=int, help="default 128 up to 64 px inputs, 32 above")
@@ -1185,11 +1185,11 @@ def _bench_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zoo.bench ...`` (see :func:`add_bench_arguments`)."""
+    """``python -m zoo.bench.core ...`` (see :func:`add_bench_arguments`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         return _worker_main(argv[1])
-    parser = add_bench_arguments(argparse.ArgumentParser(prog="python -m zoo.bench", description=__doc__,
+    parser = add_bench_arguments(argparse.ArgumentParser(prog="python -m zoo.bench.core", description=__doc__,
                                                          formatter_class=argparse.RawDescriptionHelpFormatter))
     return bench_from_args(parser.parse_args(argv))
 
