@@ -1,8 +1,14 @@
-"""Benchmarks: the result fields, CSV records, the pipeline bench, settings, peers, bad input."""
+"""Benchmarks: the result fields, CSV records, the pipeline bench, peers, the worker, the CLI, bad input.
+
+The device policy (choose_settings, apply_training_settings) is tested in tests/test_device.py.
+"""
 from __future__ import annotations
 
 import csv
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -10,11 +16,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import zoo
-from zoo.bench import core as zb
-from zoo.errors import ZooError
-from zoo.flops import count_flops
+import zoo.bench as zb
+from zoo import cli
+from zoo.bench import machine, worker
+from zoo.bench.checks import BenchError, thread_env
+from zoo.bench.sweeps import sweep_configs
+from zoo.errors import RunFailedError, ZooError
+from zoo.flops import count_flops, count_params
 from zoo.layers.ops import fused_batch_norm, is_fused
+from zoo.models.registry import build
+from zoo.training.device import choose_settings
 
 ENV_COLUMNS = ("date", "machine", "cpu", "cores", "device", "python", "tensorflow", "keras", "onednn")
 
@@ -38,7 +49,7 @@ def test_bench_fields_are_sane(tiny_result):
     assert r["samples_per_sec"] == pytest.approx(4 / (r["step_ms_median"] / 1e3))
     assert 0 < r["step_ms_min"] <= r["step_ms_median"] <= r["step_ms_p90"] <= r["step_ms_max"]
     assert len(r["step_times_ms"]) == 2
-    assert r["params"] == 269_722 and r["flops"] == count_flops(zoo.build("resnet20"))
+    assert r["params"] == 269_722 and r["flops"] == count_flops(build("resnet20"))
     assert r["flops_per_sample"] == 6 * r["flops"]  # training: 3 passes x 2 FLOPs per multiply-add
     assert r["achieved_gflops"] == pytest.approx(r["flops_per_sample"] * r["samples_per_sec"] / 1e9)
     assert r["peak_gflops"] == 100.0 and r["peak_fraction"] == pytest.approx(r["achieved_gflops"] / 100.0)
@@ -81,7 +92,7 @@ def test_bad_input_to_the_other_benchmarks():
         zb.bench_peers(["resnet20"], precision="int8", record=False)
     with pytest.raises(ZooError, match="batch_size"):
         zb.bench_pipeline("embedded", batch_size=0)
-    with pytest.raises(ValueError, match="unknown augmentation"):
+    with pytest.raises(BenchError, match="unknown augmentation"):
         zb.bench_pipeline("embedded", augment=("mixup",))
     with pytest.raises(ZooError, match="repeats"):
         zb.sweep("resnet20", repeats=0, record=False)
@@ -94,16 +105,16 @@ def test_bad_input_to_the_other_benchmarks():
 
 
 def test_sweep_measures_the_alternatives_to_the_defaults():
-    cpu = {label: env for label, _, env in zb._sweep_configs("cpu", 128, (64, 128, 256))}
+    cpu = {label: env for label, _, env in sweep_configs("cpu", 128, (64, 128, 256))}
     assert list(cpu) == ["float32 jit=False b128", "float32 jit=True b128", "float32 jit=auto b128",
                          "mixed_bfloat16 jit=False b128", "float32 jit=False b128 oneDNN off",
                          "float32 jit=False b128 inter_op=1", "float32 jit=False b64", "float32 jit=False b256"]
     assert cpu["float32 jit=False b128 oneDNN off"] == {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    default = zb.choose_settings("cpu")
+    default = choose_settings("cpu")
     assert f"{default.precision} jit={default.jit_compile} b128" in cpu
-    gpu = [label for label, _, _ in zb._sweep_configs("gpu", 256, (256,))]
+    gpu = [label for label, _, _ in sweep_configs("gpu", 256, (256,))]
     assert "mixed_float16 jit=True b256" in gpu and not any("oneDNN" in label for label in gpu)
-    assert zb._thread_env(1) == {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    assert thread_env(1) == {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                                  "TF_NUM_INTEROP_THREADS": "1"}
 
 
@@ -124,17 +135,28 @@ def test_csv_appends_rows_with_the_environment(tiny_result, tmp_path):
 
 
 def test_cli_bench_json_and_csv(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(zb, "measure_matmul_peak", lambda **_: {"gflops": 50.0})
+    monkeypatch.setattr(machine, "measure_matmul_peak", lambda **_: {"gflops": 50.0})
     path = tmp_path / "cli.csv"
-    assert zb.main(["resnet20", "--batch-size", "2", "--steps", "1", "--warmup", "1", "--json", "--csv", str(path),
-                    "-o", "input_shape=[16,16,3]"]) == 0
+    assert cli.main(["bench", "resnet20", "--batch-size", "2", "--steps", "1", "--warmup", "1", "--json",
+                     "--csv", str(path), "-o", "input_shape=[16,16,3]"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["batch_size"] == 2 and out["build_options"] == {"input_shape": [16, 16, 3]} and out["peak_gflops"] == 50
     assert path.exists() and len(path.read_text().splitlines()) == 2
-    assert zb.main(["resnet2O", "--no-csv"]) == 1
-    assert "did you mean" in capsys.readouterr().err.lower()
-    assert zb.main(["resnet20", "--mode", "infer", "--batch-size", "0", "--no-csv"]) == 1
+    assert cli.main(["bench", "resnet2O", "--no-csv"]) == 2  # bad input: one line, exit 2
+    err = capsys.readouterr().err
+    assert "did you mean" in err.lower() and "Traceback" not in err and err.startswith("zoo bench: error:")
+    assert cli.main(["bench", "resnet20", "--mode", "infer", "--batch-size", "0", "--no-csv"]) == 2
     assert "batch_size must be" in capsys.readouterr().err
+    assert cli.main(["bench", "--no-csv"]) == 2
+    assert "name a model" in capsys.readouterr().err
+    assert cli.main(["bench", "--pipeline", "--augment", "mixup", "--model", "none", "--no-csv"]) == 2
+    assert "unknown augmentation" in capsys.readouterr().err
+
+
+def test_cli_bench_settings(capsys):
+    assert cli.main(["bench", "--settings", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["device"] in ("cpu", "gpu") and out["evidence"]
 
 
 # ------------------------------------------------------------------------------- matmul peak
@@ -157,57 +179,12 @@ def test_pipeline_bench_delivers_batches():
     assert r["ratio_to_model"] == pytest.approx(r["images_per_sec"] / 10.0)
 
 
-# ---------------------------------------------------------------------------------- settings
-def test_choose_settings_per_device():
-    cpu = zb.choose_settings("cpu")
-    assert (cpu.jit_compile, cpu.precision, cpu.onednn, cpu.data_format) == (False, "float32", True, "channels_last")
-    assert any("sweep-resnet20.csv" in e for e in cpu.evidence)
-    gpu = zb.choose_settings("gpu")
-    assert gpu.jit_compile is True and gpu.precision == "mixed_float16"
-    assert zb.choose_settings().device in ("cpu", "gpu")
-    with pytest.raises(ZooError, match="device"):
-        zb.choose_settings("tpu")
-
-
-def test_apply_training_settings_keeps_the_recipes_jit(capsys):
-    from zoo.training.recipe import load_recipe
-
-    recipe = load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"jit_compile": True}})
-    s = zb.apply_training_settings(recipe, "cpu")
-    assert s.jit_compile is True and s.precision == "float32" and keras.config.dtype_policy().name == "float32"
-    out = capsys.readouterr().out
-    assert "settings for cpu" in out and "train.jit_compile=false" in out
-
-
-def test_cpu_defaults_agree_with_the_recorded_sweep():
-    """The committed idle sweep must support choose_settings('cpu'): XLA and oneDNN-off slower."""
-    path = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "sweep-resnet20.csv"
-    rows = {r["config"]: float(r["samples_per_sec"]) for r in csv.DictReader(path.open())}
-    default = rows["float32 jit=False b128"]
-    assert rows["float32 jit=True b128"] < default and rows["float32 jit=False b128 oneDNN off"] < default
-    assert any(f"{default:.0f} img/s" in e for e in zb.choose_settings("cpu").evidence)
-
-
-def test_recipe_precision_overrides_the_device_choice(capsys):
-    from zoo.training.recipe import RecipeError, load_recipe
-
-    recipe = load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"precision": "mixed_bfloat16"}})
-    try:
-        s = zb.apply_training_settings(recipe, "cpu")
-        assert s.precision == "mixed_bfloat16" and keras.config.dtype_policy().name == "mixed_bfloat16"
-        assert "train.precision=auto" in capsys.readouterr().out
-    finally:
-        keras.config.set_dtype_policy("float32")
-    with pytest.raises(RecipeError, match="precision"):
-        load_recipe({"name": "r", "model": {"name": "resnet20"}, "train": {"precision": "fp8"}})
-
-
 # ------------------------------------------------------------------------- fused batch norm
 def test_fused_batch_norm_matches_keras():
     x = tf.constant(np.random.default_rng(0).normal(2, 3, (4, 5, 5, 6)).astype("float32"))
     ours, theirs = fused_batch_norm(momentum=0.9, epsilon=1e-5), keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-5)
-    assert type(ours) is keras.layers.BatchNormalization and is_fused(ours) and not is_fused(theirs)
+    assert isinstance(ours, keras.layers.BatchNormalization) and is_fused(ours) and not is_fused(theirs)
     for layer in (ours, theirs):
         layer.build(x.shape)
         layer.gamma.assign(np.linspace(0.5, 2, 6))
@@ -226,24 +203,24 @@ def test_fused_batch_norm_matches_keras():
 
 
 def test_zoo_models_use_the_fused_layer():
-    model = zoo.build("resnet20")
+    model = build("resnet20")
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert bns and all(type(layer) is keras.layers.BatchNormalization and is_fused(layer) for layer in bns)
+    assert bns and all(isinstance(layer, keras.layers.BatchNormalization) and is_fused(layer) for layer in bns)
 
 
 # ------------------------------------------------------------------------------------- peers
 def test_torch_resnet20_is_the_same_network():
-    torch_resnet = pytest.importorskip("zoo.bench.peers.torch_resnet")
+    torch_resnet = pytest.importorskip("zoo.bench.torch_resnet")
     model = torch_resnet.resnet20()
-    ours = zoo.build("resnet20")
-    assert sum(p.numel() for p in model.parameters()) == zoo.count_params(ours) == 269_722
+    ours = build("resnet20")
+    assert sum(p.numel() for p in model.parameters()) == count_params(ours) == 269_722
     runner = torch_resnet.TorchRunner("resnet20", batch_size=2)
     assert len(runner.measure(1)) == 1
 
 
 def test_peers_in_worker_processes_write_ratios(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    monkeypatch.setattr(zb, "measure_matmul_peak", lambda **_: {"gflops": 100.0})
+    monkeypatch.setattr(machine, "measure_matmul_peak", lambda **_: {"gflops": 100.0})
     path = tmp_path / "peers.csv"
     rows = zb.bench_peers(["resnet20"], steps=1, warmup=1, repeats=2, batch_sizes={"resnet20": 2}, csv_path=path,
                           log=lambda s: None)
@@ -254,3 +231,39 @@ def test_peers_in_worker_processes_write_ratios(tmp_path, monkeypatch):
     with path.open() as f:
         written = list(csv.DictReader(f))
     assert len(written) == 2 and {"vs_zoo", "group", "impl_label", "cpu", "tensorflow"} <= set(written[0])
+
+
+# ------------------------------------------------------------------------------------ worker
+def test_worker_reports_a_bad_spec_and_its_usage(capfd):
+    assert worker.serve(json.dumps({"impl": "zoo", "name": "no_such_model"})) == 1
+    line = capfd.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(worker.PREFIX)
+    payload = json.loads(line[len(worker.PREFIX):])
+    assert payload["event"] == "error" and "no_such_model" in payload["error"]
+    assert worker.main([]) == 2
+
+
+def test_a_failing_worker_is_a_failed_run():
+    with pytest.raises(RunFailedError, match="no_such_model"):
+        worker.Worker({"impl": "zoo", "name": "no_such_model"}, timeout=300)
+
+
+def test_worker_modules_import_no_tensorflow():
+    """A PyTorch peer's process must hold PyTorch alone: the worker's own imports are TF-free."""
+    modules = ["zoo.bench", "zoo.bench.worker", "zoo.bench.checks", "zoo.bench.timing", "zoo.bench.memory"]
+    code = f"import sys; import {', '.join(modules)}; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------- no machine figures
+FIGURE = re.compile(r"(\d+(\.\d+)?\s*x (slower|faster))|(~\s*\d+)|(\d+\s*img/s)|\b(a (fifth|quarter|third))\b",
+                    re.IGNORECASE)
+
+
+def test_bench_code_quotes_no_measured_figures():
+    root = Path(__file__).resolve().parent.parent / "zoo"
+    for path in [*sorted((root / "bench").glob("*.py")), root / "cli" / "bench.py", root / "training" / "device.py"]:
+        hits = [m.group(0) for m in FIGURE.finditer(path.read_text())]
+        assert not hits, f"{path}: {hits} (name the results/benchmarks/ file instead)"

@@ -46,9 +46,10 @@ def _images(size: int, batch: int = 2, seed: int = 1) -> np.ndarray:
 def test_keras_resnet50_parity():
     src = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classifier_activation=None, classes=10)
     _randomize_keras_bn(src)
-    model = convert("keras", "resnet50", src)
-    assert model.zoo_conversion["build"]["layout"] == "keras"
-    assert model.zoo_conversion["assigned"] == len(model.weights) == len(src.weights)
+    conversion = convert("keras", "resnet50", src)
+    model = conversion.model
+    assert conversion.build["layout"] == "keras"
+    assert conversion.assigned == len(model.weights) == len(src.weights)
     x = _images(64)
     diff = float(np.abs(src(x, training=False).numpy() - model(x, training=False).numpy()).max())
     _report("keras ResNet50 -> resnet50(layout=keras)", diff)
@@ -57,7 +58,7 @@ def test_keras_resnet50_parity():
 
 def test_keras_vgg16_parity_with_top():
     src = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classifier_activation=None, classes=10)
-    model = convert("keras", "vgg16", src)
+    model = convert("keras", "vgg16", src).model
     x = _images(32) * 50
     a, b = src(x, training=False).numpy(), model(x, training=False).numpy()
     diff = float(np.abs(a - b).max())
@@ -80,7 +81,7 @@ def test_keras_vgg19_headless_from_weights_file(tmp_path, fmt):
         path = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
         with h5py.File(path, "w") as f:
             legacy.save_weights_to_hdf5_group(f, src)
-    model = convert("keras", "vgg19", path, input_shape=(32, 32, 3))
+    model = convert("keras", "vgg19", path, input_shape=(32, 32, 3)).model
     x = _images(32) * 50
     diff = float(np.abs(src(x).numpy() - model(x).numpy()).max())
     _report(f"keras VGG19 (no top, {fmt} file) -> vgg19", diff)
@@ -241,8 +242,9 @@ def test_torchvision_resnet_parity(name, block, layers, tmp_path):
     _randomize_torch(ref)
     path = tmp_path / f"{name}.pth"
     torch.save(ref.state_dict(), path)
-    model = convert("torchvision", name, path, input_shape=(64, 64, 3))
-    assert model.zoo_conversion["build"]["num_classes"] == 10
+    conversion = convert("torchvision", name, path, input_shape=(64, 64, 3))
+    model = conversion.model
+    assert conversion.build["num_classes"] == 10
     assert _parity(f"torchvision {name}", ref, model, _images(64)) <= TOL
 
 
@@ -250,8 +252,9 @@ def test_torchvision_resnet_parity(name, block, layers, tmp_path):
 def test_torchvision_resnet_headless_drops_only_fc():
     ref = TvResNet(TvBasicBlock, (2, 2, 2, 2), num_classes=10)
     _randomize_torch(ref, seed=3)
-    model = convert("torchvision", "resnet18", ref, input_shape=(64, 64, 3), include_top=False)
-    assert sorted(model.zoo_conversion["dropped"]) == ["fc.bias", "fc.weight"]
+    conversion = convert("torchvision", "resnet18", ref, input_shape=(64, 64, 3), include_top=False)
+    model = conversion.model
+    assert sorted(conversion.dropped) == ["fc.bias", "fc.weight"]
     trunk = nn.Sequential(*list(ref.children())[:-2])
     assert _parity("torchvision resnet18 (no top)", trunk, model, _images(64)) <= TOL
 
@@ -324,7 +327,7 @@ def test_torchvision_squeezenet_parity(version):
     with torch.no_grad():  # positive class-conv bias so the final ReLU keeps most logits alive
         ref.classifier[1].bias.add_(1.0)
     # 72x72: every max-pool of both versions sees a size where ceil mode adds a row/column
-    model = convert("torchvision", f"squeezenet{version}", ref.state_dict(), input_shape=(72, 72, 3))
+    model = convert("torchvision", f"squeezenet{version}", ref.state_dict(), input_shape=(72, 72, 3)).model
     assert _parity(f"torchvision squeezenet{version}", ref, model, _images(72)) <= TOL
 
 
@@ -365,7 +368,7 @@ class TvVGG(Module):
 def test_torchvision_vgg_headless_parity():
     ref = TvVGG(VGG_CFG["vgg16"], num_classes=10)
     _randomize_torch(ref)
-    model = convert("torchvision", "vgg16", ref.state_dict(), input_shape=(32, 32, 3), include_top=False)
+    model = convert("torchvision", "vgg16", ref.state_dict(), input_shape=(32, 32, 3), include_top=False).model
     assert _parity("torchvision vgg16 (no top, 32x32)", ref.features, model, _images(32) * 20) <= TOL
 
 
@@ -374,7 +377,7 @@ def test_torchvision_vgg_classifier_permutation_and_pool_folding():
     """64×64: a 2×2 map that torchvision pools adaptively to 7×7 and flattens channels first."""
     ref = TvVGG(VGG_CFG["vgg11"], num_classes=10)
     _randomize_torch(ref, seed=5)
-    model = convert("torchvision", "vgg11", ref.state_dict(), input_shape=(64, 64, 3))
+    model = convert("torchvision", "vgg11", ref.state_dict(), input_shape=(64, 64, 3)).model
     assert model.get_layer("fc1").kernel.shape == (2 * 2 * 512, 4096)
     assert _parity("torchvision vgg11 (top, 64x64: fc1 permuted + pool folded)", ref, model, _images(64) * 20) <= TOL
 
@@ -568,8 +571,9 @@ def test_fishnet_authors_checkpoint_parity(tmp_path):
     path = tmp_path / "fishnet99_ckpt.tar"  # the authors' format: DataParallel keys inside a checkpoint dict
     state = {f"module.{k}": v for k, v in ref.state_dict().items()}
     torch.save({"epoch": 100, "best_prec1": 77.41, "state_dict": state}, path)
-    model = convert("fishnet", "fishnet99", path, input_shape=(64, 64, 3))
-    assert model.zoo_conversion["build"]["num_classes"] == 10
+    conversion = convert("fishnet", "fishnet99", path, input_shape=(64, 64, 3))
+    model = conversion.model
+    assert conversion.build["num_classes"] == 10
     assert _parity("FishNet authors -> fishnet99", ref, model, _images(64)) <= TOL
 
 
@@ -583,7 +587,7 @@ def test_convert_writes_publishable_inference_weights(tmp_path, monkeypatch):
     ref = TvResNet(TvBasicBlock, (2, 2, 2, 2), num_classes=10)
     _randomize_torch(ref, seed=7)
     out = tmp_path / "out" / "resnet18-test.weights.h5"
-    net = convert("torchvision", "resnet18", ref, out, input_shape=(64, 64, 3))
+    net = convert("torchvision", "resnet18", ref, out, input_shape=(64, 64, 3)).model
     side = json.loads((tmp_path / "out" / "resnet18-test.weights.h5.json").read_text())
     assert side["build"] == {"input_shape": [64, 64, 3], "num_classes": 10} and side["preprocessing"]["kind"] == "torch"
     entry = publish_file(out, "resnet18", "synthetic", manifest=tmp_path / "manifest.json", metrics={"note": "random"})
@@ -591,12 +595,14 @@ def test_convert_writes_publishable_inference_weights(tmp_path, monkeypatch):
     assert entry.file is None and [p.name for p in shards] == [
         f"resnet18-synthetic-{entry.sha256[:8]}.weights.h5.shard{i:02d}" for i in range(len(shards))]
     assert len(shards) == -(-entry.size // 2**24)
-    model = load_weights("resnet18", "synthetic")  # raw 0..255 RGB in
+    model = load_weights("resnet18", "synthetic", include_preprocessing=True)  # raw 0..255 RGB in
     rgb = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     mean = 255 * np.array([0.485, 0.456, 0.406], "float32")
     std = 255 * np.array([0.229, 0.224, 0.225], "float32")
     expected = _torch_logits(ref, (rgb - mean) / std)
     assert np.abs(model(rgb).numpy() - expected).max() <= TOL
     assert np.abs(net((rgb - mean) / std).numpy() - expected).max() <= TOL
-    from_file = load_weights("resnet18", out)  # build options and preprocessing from the sidecar
+    from_file = load_weights("resnet18", out, include_preprocessing=True)  # build options, preprocessing: the sidecar
     assert np.abs(from_file(rgb).numpy() - expected).max() <= TOL
+    for network in (load_weights("resnet18", out), load_weights("resnet18", "synthetic")):  # same default: the network
+        assert network.name == "resnet18" and np.abs(network((rgb - mean) / std).numpy() - expected).max() <= TOL

@@ -8,7 +8,7 @@ import pytest
 
 from zoo.training import distill
 from zoo.training.recipe import RecipeError, load_recipe
-from zoo.training.run import train
+from zoo.training import train
 
 from helpers import tiny_npz, tiny_recipe
 

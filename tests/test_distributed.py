@@ -57,7 +57,7 @@ def test_two_workers_on_localhost_stay_in_sync(tmp_path):
             "train.progress=none", "output.tensorboard=true", "--run-dir", str(run_dir), "--workers", workers,
             "--timeout", "120"]
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-m", "zoo.training.distributed", *args, "--index", str(i)], cwd=tmp_path,
+    procs = [subprocess.Popen([sys.executable, "-m", "zoo", "train-distributed", *args, "--index", str(i)], cwd=tmp_path,
                               env=env, stdout=logs[i], stderr=subprocess.STDOUT) for i in range(2)]
     deadline = time.monotonic() + TIMEOUT
     try:

@@ -17,9 +17,17 @@ import pytest
 import yaml
 
 from helpers import tiny_npz, tiny_recipe
+import zoo.errors
 from zoo import report as zr
 from zoo.training.recipe import load_recipe
-from zoo.training.run import RecipeSchedule, RunDirError, RunFinishedError, evaluate, main, make_optimizer, train
+from zoo.cli import main as zoo_main
+from zoo.training import RunDirError, RunFinishedError, evaluate, make_optimizer, train
+from zoo.training.recipe import RecipeError
+from zoo.training.schedule import RecipeSchedule
+
+
+def main(argv):
+    return zoo_main(["train", *argv])
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
@@ -43,7 +51,6 @@ def test_run_dir_has_every_file(tiny_run):
     assert tiny_run.status == "completed"
     for name in RUN_FILES:
         assert (tiny_run.run_dir / name).exists(), name
-    assert not (tiny_run.run_dir / "checkpoints" / "backup").exists()  # resume state removed when done
     assert list((tiny_run.run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert load_recipe(tiny_run.run_dir / "recipe.yaml") == load_recipe(tiny_run.report["recipe"])
 
@@ -101,7 +108,7 @@ def test_refuses_to_overwrite_a_finished_run(tiny_run, npz):
 
 
 def test_a_run_dir_without_a_finished_epoch_takes_a_new_recipe(npz, tmp_path):
-    from zoo.training.run import prepare_run_dir
+    from zoo.training.rundir import prepare_run_dir
 
     run = prepare_run_dir(load_recipe(tiny_recipe(npz)), tmp_path / "run")  # e.g. the data failed to load
     prepare_run_dir(load_recipe(tiny_recipe(npz), ["data.batch_size=16"]), run)
@@ -109,21 +116,17 @@ def test_a_run_dir_without_a_finished_epoch_takes_a_new_recipe(npz, tmp_path):
 
 
 def test_cli_reports_bad_recipe_and_finished_run(tiny_run, capsys):
-    assert main(["embedded", "optimizer.lrr=1"]) == 1
+    assert main(["embedded", "optimizer.lrr=1"]) == 2
     assert "Did you mean optimizer.lr?" in capsys.readouterr().err
     assert main([str(tiny_run.run_dir / "recipe.yaml"), "--run-dir", str(tiny_run.run_dir)]) == 0
     assert "already holds a finished run" in capsys.readouterr().err
 
 
 def test_cli_eval(tiny_run, tmp_path, capsys):
-    import argparse
-
-    from zoo.training.run import add_eval_arguments, eval_from_args
-
-    parser = add_eval_arguments(argparse.ArgumentParser())
-    assert eval_from_args(parser.parse_args([str(tiny_run.run_dir), "--output-dir", str(tmp_path)])) == 0
+    assert zoo_main(["eval", str(tiny_run.run_dir), "--output-dir", str(tmp_path)]) == 0
     assert "holdout" in capsys.readouterr().out and (tmp_path / "eval_report.md").exists()
-    assert eval_from_args(parser.parse_args([str(tmp_path / "missing")])) == 1
+    assert zoo_main(["eval", str(tmp_path / "missing")]) == 2
+    assert "no model at" in capsys.readouterr().err
 
 
 def test_overwrite_retrains_and_the_same_seed_gives_the_same_history(tiny_run, npz):
@@ -159,9 +162,9 @@ def _epochs(run: Path) -> list[int]:
 
 
 def _backed_up_epoch(run: Path) -> int:
-    """The last epoch saved by keras.callbacks.BackupAndRestore (its own metadata file), or 0."""
+    """The last epoch saved in the run state (checkpoints/last.json), or 0."""
     try:
-        return json.loads((run / "checkpoints" / "backup" / "training_metadata.json").read_text())["epoch"]
+        return json.loads((run / "checkpoints" / "last.json").read_text())["epoch"]
     except (OSError, ValueError, KeyError):
         return 0
 
@@ -174,7 +177,7 @@ def test_resume_after_sigkill(tmp_path):
     recipe = tmp_path / "resume.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(npz, epochs=RESUME_EPOCHS, progress="epoch")))
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "zoo.training.run", str(recipe), "--run-dir", str(run)]
+    cmd = [sys.executable, "-m", "zoo", "train", str(recipe), "--run-dir", str(run)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -245,7 +248,7 @@ def test_decoupled_weight_decay_skips_biases():
 
 def test_history_csv_replaces_a_rerun_epoch(tmp_path):
     """A kill between history.csv's row and the resume backup re-runs that epoch: one row stays."""
-    from zoo.training.run import HistoryCSV
+    from zoo.training.callbacks import HistoryCSV
 
     logger = HistoryCSV(tmp_path / "history.csv")
     for epoch, loss in ((0, 1.0), (1, 0.9), (1, 0.8), (2, 0.7)):
@@ -256,7 +259,7 @@ def test_history_csv_replaces_a_rerun_epoch(tmp_path):
 
 # ----------------------------------------------------------------------------- warm start
 def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
-    from zoo.training.run import load_init_weights
+    from zoo.training.model import load_init_weights
 
     saved = keras.saving.load_model(tiny_run.run_dir / "model.keras", safe_mode=True, compile=False)
     fresh = keras.models.clone_model(saved)  # same layers, new random weights
@@ -266,7 +269,7 @@ def test_init_weights_loads_a_run_into_a_fresh_model(tiny_run):
 
 
 def test_init_weights_reads_a_keras_file_or_a_folder_that_keeps_only_model_keras(tiny_run, tmp_path):
-    from zoo.training.run import load_init_weights
+    from zoo.training.model import load_init_weights
 
     kept = tmp_path / "kept"  # as results/runs keeps a run: model.keras, no model.weights.h5
     kept.mkdir()
@@ -288,7 +291,7 @@ def test_warm_start_continues_from_the_run(tiny_run, npz, tmp_path, capsys):
 # a file of another model: Keras warns once per unmatched container before it raises
 @pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")
 def test_init_weights_errors_before_training(tiny_run, npz, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"train.init_weights: no weights at .*missing"):
+    with pytest.raises(RecipeError, match=r"train.init_weights: no weights at .*missing"):
         train(tiny_recipe(npz, init_weights=str(tmp_path / "missing")), run_dir=tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before the run directory was made
     other = tiny_recipe(npz, init_weights=str(tiny_run.run_dir))
@@ -305,7 +308,7 @@ def _end_epochs(averager, model, epochs: dict[int, float]) -> None:
 
 
 def test_weight_averaging_is_the_mean_from_its_start_epoch_and_survives_a_resume(tmp_path):
-    from zoo.training.run import WeightAveraging
+    from zoo.training.swa import WeightAveraging
 
     model = _dense_model()
     first = WeightAveraging(start=2, path=tmp_path / "swa.npz")
@@ -327,7 +330,7 @@ def test_weight_averaging_is_the_mean_from_its_start_epoch_and_survives_a_resume
 
 
 def test_weight_averaging_every_few_epochs_takes_the_cycle_ends(tmp_path):
-    from zoo.training.run import WeightAveraging
+    from zoo.training.swa import WeightAveraging
 
     model = _dense_model()
     averager = WeightAveraging(start=3, path=tmp_path / "swa.npz", every=3)
@@ -340,10 +343,10 @@ def test_weight_averaging_every_few_epochs_takes_the_cycle_ends(tmp_path):
 
 
 def test_weight_averaging_refuses_to_apply_an_empty_average(tmp_path):
-    from zoo.training.run import WeightAveraging
+    from zoo.training.swa import WeightAveraging
 
     averager = WeightAveraging(start=5, path=tmp_path / "swa.npz")
-    with pytest.raises(RuntimeError, match="no weights were averaged: the run ended before epoch 5"):
+    with pytest.raises(zoo.errors.RunFailedError, match="no weights were averaged: the run ended before epoch 5"):
         averager.apply(_dense_model(), images=None, steps=0)
 
 
@@ -351,7 +354,7 @@ def test_recompute_batchnorm_gives_the_mean_of_the_batch_statistics():
     import tensorflow as tf
 
     from zoo.layers.ops import fused_batch_norm
-    from zoo.training.run import recompute_batchnorm
+    from zoo.training.swa import recompute_batchnorm
 
     inner_in = keras.Input((4, 4, 2))
     inner = keras.Model(inner_in, fused_batch_norm(momentum=0.9, epsilon=1e-5)(inner_in))  # nested, as zoo nets are
@@ -383,7 +386,6 @@ def test_swa_run_saves_the_average_and_reports_it(npz, tmp_path):
 
 
 def test_swa_start_epoch_past_the_last_epoch_is_refused():
-    from zoo.training.recipe import RecipeError
 
     with pytest.raises(RecipeError, match=r"train.swa_start_epoch must be in \[0, 3\]"):
         load_recipe("resnet20-swa", ["train.epochs=3"])

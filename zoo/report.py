@@ -7,19 +7,21 @@ atomically (temporary file, then rename), so a killed process never leaves half 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 __all__ = [
+    "atomic_path",
     "plot_curves",
     "read_history",
     "read_json",
@@ -52,6 +54,22 @@ def write_text(path: str | Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same folder, same ending: ``.weights.h5`` stays
+    ``.weights.h5`` for Keras) to write into; renamed onto ``path`` when the block ends without an
+    error, removed otherwise. A kill mid-write leaves ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _plain(value: Any) -> Any:

@@ -1,16 +1,168 @@
-"""``zoo bench``: throughput benchmarks (a thin call into :mod:`zoo.bench.core`)."""
+"""``zoo bench``: throughput of a model's step, ``--sweep``, ``--peers``, ``--pipeline``, ``--settings``.
+
+    zoo bench resnet20 [--mode train|infer] [--batch-size N] [--precision fp32|mixed] [--json]
+    zoo bench --sweep [resnet20]      zoo bench --pipeline      zoo bench --peers      zoo bench --settings
+
+The Python API is :mod:`zoo.bench`; results are appended to ``results/benchmarks/<name>.csv``.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from zoo.bench.checks import MODES, BenchError, parse_jit
+from zoo.bench.machine import measure_matmul_peak
+from zoo.bench.peers import bench_peers
+from zoo.bench.pipeline import bench_pipeline
+from zoo.bench.results import append_csv, default_csv
+from zoo.bench.rounds import print_line
+from zoo.bench.step import bench
+from zoo.bench.sweeps import sweep
+from zoo.models.registry import parse_options
+from zoo.training.device import PRECISIONS, choose_settings
+
+PIPELINE_TARGET = 5  # the pipeline must deliver this many times what the model trains at
+
+
+def _add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="registered model (default resnet20 for --sweep)")
+    parser.add_argument("--mode", default="train", choices=MODES)
+    parser.add_argument("--batch-size", type=int, help="default 128 up to 64 px inputs, 32 above")
+    parser.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} "
+                        "(mixed: bfloat16 on CPU, float16 on GPU)")
+    parser.add_argument("--jit-compile", default="false", help="false, true or auto (model.compile's jit_compile)")
+    parser.add_argument("--steps", type=int, help="timed steps (default 20; 15 for --sweep, 10 for --peers)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds for --sweep and --peers")
+    parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="build option, YAML value: -o layout=keras -o input_shape=[64,64,3]")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--csv", help="append to this CSV (default results/benchmarks/<name>.csv)")
+    parser.add_argument("--no-csv", action="store_true", help="do not append the result to a CSV")
+    parser.add_argument("--refresh-peak", action="store_true", help="measure the matmul peak again (idle machine!)")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    from zoo.bench.core import add_bench_arguments
+    """The ``zoo bench`` arguments: one model's step by default, or one of the exclusive modes."""
+    _add_step_arguments(parser)
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--sweep", action="store_true", help="measure jit/precision/oneDNN/batch-size alternatives")
+    what.add_argument("--peers", action="store_true", help="resnet20 vs PyTorch, resnet50 vs keras.applications")
+    what.add_argument("--pipeline", action="store_true", help="images/s of zoo.data.make_pipeline")
+    what.add_argument("--settings", action="store_true", help="print choose_settings() for this machine")
+    parser.add_argument("--batch-sizes", default="64,128,256", help="--sweep: batch sizes to compare")
+    parser.add_argument("--groups", default="resnet20,resnet50", help="--peers: resnet20, resnet50 or both")
+    parser.add_argument("--no-torch", action="store_true", help="--peers without PyTorch")
+    parser.add_argument("--threads", type=int, help="--peers/--sweep: compute threads per process (default: all)")
+    parser.add_argument("--source", default="embedded", help="--pipeline: dataset (default the embedded sample)")
+    parser.add_argument("--augment", default="crop_pad4,flip", help="--pipeline: augmentations, comma-separated")
+    parser.add_argument("--batches", type=int, default=200, help="--pipeline: timed batches")
+    parser.add_argument("--limit", type=int, help="--pipeline: use this many images")
+    parser.add_argument("--model", default="resnet20", help="--pipeline: model to compare with ('none' to skip)")
 
-    add_bench_arguments(parser)
+
+# ------------------------------------------------------------------------------ output
+def _say(args: argparse.Namespace, result: Any, text: str) -> None:
+    print(json.dumps(result, indent=2, default=str) if args.json else text)
+
+
+def _log(args: argparse.Namespace) -> Callable[[str], None]:
+    return (lambda _: None) if args.json else print_line
+
+
+def _csv(args: argparse.Namespace, name: str | None = None) -> Any:
+    """Where to append (``None``: the result's own default), or ``None`` with ``--no-csv``."""
+    if args.no_csv:
+        return None
+    return args.csv or (default_csv(name) if name else None)
+
+
+def _split(text: str) -> list[str]:
+    return [word.strip() for word in text.split(",") if word.strip()]
+
+
+def model_line(r: Mapping[str, Any]) -> str:
+    """One line for a :func:`zoo.bench.bench` result."""
+    frac, gf = r.get("peak_fraction"), r.get("achieved_gflops")
+    flops = "" if gf is None else (f", {gf:.1f} GFLOP/s" + (f" = {100 * frac:.1f}% of the {r['peak_gflops']:.0f} "
+                                                              "GFLOP/s fp32 matmul peak" if frac else ""))
+    return (f"{r['label']} {r['mode']}: {r['samples_per_sec']:.1f} samples/s (batch {r['batch_size']}, "
+            f"{r['dtype_policy']}, jit_compile={r['jit_compile']}); step {r['step_ms_median']:.1f} ms median, "
+            f"{r['step_ms_p90']:.1f} ms p90; peak RSS {r['peak_rss_mb']:.0f} MB; {r['params']:,} params, "
+            f"{(r['flops'] or 0) / 1e9:.3f} GMACs/sample{flops}")
+
+
+def pipeline_line(result: Mapping[str, Any], model: str, model_rate: float | None) -> str:
+    """One line for a :func:`zoo.bench.bench_pipeline` result, against the model's train rate."""
+    text = (f"pipeline {result['source']} batch {result['batch_size']} augment "
+            f"{','.join(result['augment']) or 'none'}: {result['images_per_sec']:.0f} images/s "
+            f"({result['batch_ms_median']:.2f} ms/batch median)")
+    if model_rate:
+        ok = "ok" if result["ratio_to_model"] >= PIPELINE_TARGET else f"BELOW the {PIPELINE_TARGET}x target"
+        text += f"; {result['ratio_to_model']:.1f}x {model}'s {model_rate:.0f} train samples/s ({ok})"
+    return text
+
+
+# ------------------------------------------------------------------------------ actions
+def _settings(args: argparse.Namespace) -> int:
+    s = choose_settings()
+    _say(args, s.as_dict(), f"{s.describe()}\n" + "\n".join(f"  - {e}" for e in s.evidence + s.notes))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    rows = sweep(args.name or "resnet20", [int(b) for b in _split(args.batch_sizes)],
+                 batch_size=args.batch_size or 128, steps=args.steps or 15, warmup=args.warmup, repeats=args.repeats,
+                 mode=args.mode, csv_path=_csv(args), record=not args.no_csv, log=_log(args), threads=args.threads,
+                 **parse_options(args.option))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    rows = bench_peers(_split(args.groups), mode=args.mode, precision=args.precision, steps=args.steps or 10,
+                       warmup=args.warmup, repeats=args.repeats, torch=not args.no_torch, csv_path=_csv(args),
+                       record=not args.no_csv, log=_log(args), threads=args.threads)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    model_rate = None
+    if args.model and args.model != "none":
+        model_rate = bench(args.model, "train", steps=10, warmup=2, peak_gflops=False)["samples_per_sec"]
+    result = bench_pipeline(args.source, args.batch_size or 128, _split(args.augment), batches=args.batches,
+                            limit=args.limit, model_samples_per_sec=model_rate)
+    text = pipeline_line(result, args.model, model_rate)
+    if not args.no_csv:
+        text += f"\nappended to {append_csv(result, _csv(args, 'pipeline'))}"
+    _say(args, result, text)
+    return 0
+
+
+def _step(args: argparse.Namespace) -> int:
+    if not args.name:
+        raise BenchError("name a model (zoo bench resnet20), or use --sweep, --peers, --pipeline or --settings.")
+    result = bench(args.name, args.mode, args.batch_size, args.precision, args.steps or 20, args.warmup,
+                   jit_compile=parse_jit(args.jit_compile), **parse_options(args.option))
+    text = model_line(result)
+    if not args.no_csv:
+        text += f"\nappended to {append_csv(result, _csv(args))}"
+    _say(args, result, text)
+    return 0
+
+
+ACTIONS = {"settings": _settings, "sweep": _sweep, "peers": _peers, "pipeline": _pipeline}  # flag -> action
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.bench.core import bench_from_args
-
-    return bench_from_args(args)
+    """Run the benchmark the arguments ask for (one model's step unless a mode flag is given)."""
+    if args.refresh_peak:
+        peak = measure_matmul_peak(refresh=True)
+        print(f"zoo bench: fp32 matmul peak {peak['gflops']:.1f} GFLOP/s (n={peak['size']}), cached")
+    action = next((fn for flag, fn in ACTIONS.items() if getattr(args, flag)), _step)
+    return action(args)

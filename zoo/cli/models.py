@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from zoo.errors import ZooError
-from zoo.models.registry import parse_options  # noqa: F401  (re-exported: -o key=value parsing)
+from zoo.flops import count_flops, count_params
+from zoo.models.registry import build, get_entry, list_models, parse_options, site_table
 
 console = Console()
 
@@ -23,9 +24,7 @@ def _fmt_gflops(g: Any) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from zoo.flops import count_flops, count_params
-    from zoo.models.registry import build, get_entry, list_models
-
+    """``zoo list``: the published params and GFLOPs of the matching models (measured with ``--measure``)."""
     names = list_models(args.pattern)
     if not names:
         raise ZooError(f"no model matches {args.pattern!r}; `zoo list` shows them all.")
@@ -45,9 +44,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def model_info(name: str, **options: Any) -> dict[str, Any]:
     """Params, FLOPs, input size and downsampling sites (with their current choice) of a build."""
-    from zoo.flops import count_flops, count_params
-    from zoo.models.registry import build, get_entry
-
     entry = get_entry(name)
     model = build(name, **options)
     return {
@@ -55,11 +51,12 @@ def model_info(name: str, **options: Any) -> dict[str, Any]:
         "paper": entry.family.paper, "input_shape": list(model.input.shape[1:]),
         "output_shape": [list(t.shape[1:]) for t in model.outputs],
         "params": count_params(model), "flops": count_flops(model),
-        "sites": model.zoo_sites, "published": dict(entry.published), "options": options,
+        "sites": site_table(name, **options), "published": dict(entry.published), "options": options,
     }
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """``zoo info NAME``: :func:`model_info` as text (or ``--json``)."""
     info = model_info(args.name, **parse_options(args.option))
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -94,4 +91,5 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command :func:`add_arguments` set up (ZooErrors go to the dispatcher's exit-code rule)."""
     return args.func(args)

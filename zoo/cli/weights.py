@@ -1,24 +1,27 @@
-"""``zoo weights``, ``zoo publish`` and ``zoo convert``: thin calls into :mod:`zoo.weights`."""
+"""``zoo weights``, ``zoo publish`` and ``zoo convert``: thin calls into :mod:`zoo.weights`.
+
+``zoo weights`` reads manifests only (:mod:`zoo.weights.entries`, no Keras); publishing and
+converting build models, so their modules are imported inside their commands (keeps ``zoo
+weights`` free of TensorFlow).
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from zoo.weights.entries import list_weights, weights_table
 
 
-def _console():
-    from rich.console import Console
-
+def _console() -> Console:
     return Console()
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    from rich import box
-    from rich.table import Table
-
-    from zoo.weights.registry import list_weights, weights_table
-
+    """``zoo weights [NAME]``: one line per published entry (``--json``: the manifest entries)."""
     if args.json:
         print(json.dumps([e.to_json() for e in list_weights(args.name)], indent=2))
         return 0
@@ -42,7 +45,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from zoo.weights.registry import publish
+    """``zoo publish RUN_DIR TAG``: :func:`zoo.weights.publishing.publish`."""
+    from zoo.weights.publishing import publish  # builds models: TensorFlow only for this command
 
     entry = publish(args.run_dir, args.tag, dtype=args.dtype, url=args.url, package=not args.no_package,
                     description=args.description, manifest=args.manifest, overwrite=args.overwrite)
@@ -55,25 +59,26 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from zoo.models.registry import parse_options
+    """``zoo convert SOURCE MODEL SRC OUT``: :func:`zoo.weights.convert.convert` into a publishable file."""
+    from zoo.models.registry import parse_options  # these build models: TensorFlow only for this command
     from zoo.weights.convert import convert
 
     options = parse_options(args.option)
-    model = convert(args.source, args.model, args.src, args.out, preprocessing=args.preprocessing, **options)
-    info = model.zoo_conversion
-    _console().print(f"converted {info['assigned']} weights into {args.model} -> {args.out} (+ {args.out}.json); "
+    done = convert(args.source, args.model, args.src, args.out, preprocessing=args.preprocessing, **options)
+    _console().print(f"converted {done.assigned} weights into {args.model} -> {args.out} (+ {args.out}.json); "
                      f"publish with zoo.weights.publish_file", highlight=False)
-    if info["dropped"]:
-        _console().print(f"dropped: {', '.join(sorted(info['dropped']))}", highlight=False)
+    if done.dropped:
+        _console().print(f"dropped: {', '.join(sorted(done.dropped))}", highlight=False)
     return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """The arguments of ``zoo weights``, ``zoo publish`` and ``zoo convert``."""
-    getattr(sys.modules[__name__], f"_add_{command}")(parser)
+    ADDERS[command](parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command :func:`add_arguments` set up (ZooErrors go to the dispatcher's exit-code rule)."""
     return args.func(args)
 
 
@@ -104,3 +109,6 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocessing", choices=("torch", "caffe"), help="default: the source's convention")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="build option")
     p.set_defaults(func=cmd_convert)
+
+
+ADDERS = {"weights": _add_weights, "publish": _add_publish, "convert": _add_convert}  # command -> its arguments

@@ -12,7 +12,7 @@ BN_MOMENTUM = 0.9
 
 def batch_norm(x, name: str, epsilon: float = BN_EPSILON):
     """BatchNorm over channels (last axis): Keras' layer, computed by TensorFlow's fused kernel
-    (:func:`zoo.layers.ops.fused_batch_norm`; same class, weights and statistics)."""
+    (:class:`zoo.layers.ops.BatchNormalization`: same weights and statistics)."""
     return fused_batch_norm(axis=-1, epsilon=epsilon, momentum=BN_MOMENTUM, name=name)(x)
 
 

@@ -2,10 +2,10 @@
 fused BatchNormalization the blocks use."""
 from __future__ import annotations
 
-import types
 
 import numpy as np
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -121,32 +121,43 @@ class ZeroChannelPad(keras.layers.Layer):
 CUDNN_MIN_EPSILON = 1.001e-5
 
 
-def fused_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
-    """A ``keras.layers.BatchNormalization(**kwargs)`` — the same class, weights, names and config
-    — whose training ``call`` runs TensorFlow's fused kernel where it applies.
+@keras.saving.register_keras_serializable(package="zoo")
+class BatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` — same weights, names, config and inference — whose
+    training ``call`` runs TensorFlow's fused kernel where it applies.
 
     Keras 3 normalises with separate ops (``moments``, then ``batch_normalization``: several passes
     over the activations forward and more backward); TensorFlow's ``FusedBatchNormV3`` does it in
-    one pass each way (oneDNN on CPU). On the project's 2-core CPU a ResNet-20 training step used
-    about a quarter less CPU time with it (see ``zoo/bench.py``). The statistics are Keras': the
-    moving variance is updated from the *biased* batch variance, and outputs and gradients agree
-    to float32 rounding.
+    one pass each way (oneDNN on CPU; the step time it saves is measured by ``zoo bench``, see
+    results/benchmarks/RUN.md). The statistics are Keras': the moving variance is updated from
+    the *biased* batch variance, and outputs and gradients agree to float32 rounding.
 
     The fused path is taken in training for 4-D channels-last inputs on the TensorFlow backend
     without a mask, renorm or synchronisation (and on a GPU only when ``epsilon`` reaches cuDNN's
     minimum, 1.001e-5); inference and everything else run Keras' own ``call``, so predictions are
-    exactly a plain BatchNormalization's. The class stays Keras' own so that converters and
-    ``.keras`` files see a plain BatchNormalization (a reloaded model trains with Keras' unfused
-    code: the same numbers to rounding, slower).
+    exactly a plain BatchNormalization's. It is a subclass (an ``isinstance`` of Keras' class for
+    converters and layer walks), registered with Keras as ``zoo>BatchNormalization``, so a ``.keras``
+    round trip keeps it fused. It keeps Keras' class *name* on purpose: Keras keys a weights file
+    by the snake-cased class name (``batch_normalization_3``), so the zoo's weights files stay
+    interchangeable with plain-BatchNormalization models.
     """
-    layer = keras.layers.BatchNormalization(**kwargs)
-    layer.call = types.MethodType(_fused_call, layer)
-    return layer
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or not _fusable(self, inputs, training, mask):
+            # inference (moving statistics) stays Keras' code: outputs are bit-identical to a plain
+            # BatchNormalization's, before and after a .keras round trip
+            return super().call(inputs, training=training, mask=mask)
+        return _fused_training_call(self, inputs)
+
+
+def fused_batch_norm(**kwargs) -> keras.layers.BatchNormalization:
+    """A :class:`BatchNormalization` (fused in training) of ``kwargs`` (those of ``keras.layers.BatchNormalization``)."""
+    return BatchNormalization(**kwargs)
 
 
 def is_fused(layer) -> bool:
-    """Whether ``layer`` was made by :func:`fused_batch_norm`."""
-    return getattr(getattr(layer, "call", None), "__func__", None) is _fused_call
+    """Whether ``layer`` normalises with the fused training kernel."""
+    return isinstance(layer, BatchNormalization)
 
 
 def _fusable(layer, inputs, training, mask) -> bool:
@@ -155,19 +166,11 @@ def _fusable(layer, inputs, training, mask) -> bool:
     if len(inputs.shape) != 4 or layer.axis not in (-1, 3) or not (training is None or isinstance(training, bool)):
         return False
     if layer.epsilon < CUDNN_MIN_EPSILON:
-        import tensorflow as tf
-
         return not tf.config.list_physical_devices("GPU")
     return True
 
 
-def _fused_call(self, inputs, training=None, mask=None):
-    if not (training and self.trainable) or not _fusable(self, inputs, training, mask):
-        # inference (moving statistics) stays Keras' code: outputs are bit-identical to a plain
-        # BatchNormalization's, before and after a .keras round trip
-        return keras.layers.BatchNormalization.call(self, inputs, training=training, mask=mask)
-    import tensorflow as tf
-
+def _fused_training_call(self, inputs):
     x = tf.cast(inputs, "float32")  # Keras also normalises in float32 under mixed precision
     channels = x.shape[-1]
     gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones((channels,), "float32")

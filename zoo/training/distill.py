@@ -2,7 +2,7 @@
 Network", §2): the student learns from the labels and from the softened class probabilities of
 one or more trained teachers.
 
-A recipe names its teachers in ``train.teachers``; :func:`zoo.training.run.train` then trains a
+A recipe names its teachers in ``train.teachers``; :func:`zoo.training.train` then trains a
 :class:`DistillingModel`, the recipe's model with a loss of
 
     (1 - w) * CE(labels, student) + w * T^2 * KL(mean_i softmax(t_i / T) || softmax(s / T))
@@ -62,7 +62,7 @@ def check_teacher_spec(spec: str) -> None:
     name, sep, weights = spec.partition(":")
     if not sep or not name or not weights:
         raise DistillError(f"train.teachers: {spec!r} names no weights. {forms}")
-    from zoo.weights import registry as published
+    from zoo.weights import loading as published
 
     try:
         published.check_weights(name, weights)
@@ -77,9 +77,9 @@ def load_teacher(spec: str) -> keras.Model:
     if path is not None:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     else:
-        from zoo.weights.registry import build
+        from zoo.weights.loading import build
 
-        model = build(*spec.split(":", 1))
+        model = build(*spec.split(":", 1), include_preprocessing=True)  # the teacher sees the student's raw RGB
     model.trainable = False
     return model
 
@@ -134,10 +134,12 @@ class DistillingModel(keras.Model):
         if not training:
             return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         teachers, weight, temperature, flip = self._distill
-        label_loss = self._compile_loss(y, y_pred, sample_weight)
+        # Keras' loss is the label loss plus the penalties (weight decay); only the label part is shared
+        total = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        penalties = ops.sum(ops.stack([ops.cast(ops.sum(loss), total.dtype) for loss in self.losses])) \
+            if self.losses else ops.zeros((), total.dtype)
         kd = distillation_loss(soft_targets(teachers, x, temperature, flip), y_pred, temperature)
-        penalties = [self._aggregate_additional_loss(loss) for loss in self.losses]  # weight decay (L2)
-        return ops.sum(ops.stack([(1 - weight) * label_loss + weight * ops.cast(kd, label_loss.dtype), *penalties]))
+        return (1 - weight) * (total - penalties) + weight * ops.cast(kd, total.dtype) + penalties
 
 
 def distilling(model: keras.Model, teachers: Sequence[keras.Model], weight: float,

@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 import yaml
 
+from zoo.errors import ZooError
+
 __all__ = [
     "DataSection",
     "ModelSection",
@@ -61,7 +63,7 @@ __all__ = [
 ]
 
 
-class RecipeError(ValueError):
+class RecipeError(ZooError):
     """A recipe that cannot be loaded: unknown file or field, wrong type or impossible value."""
 
 
@@ -164,8 +166,8 @@ class TrainSection:
     ``nan_policy``: ``stop`` ends training at the first NaN/Inf loss, keeps the last good
     checkpoint and reports status ``nan``; ``raise`` does the same and then raises.
     ``deterministic`` enables TensorFlow op determinism (bit-identical reruns on one machine).
-    ``jit_compile`` is off by default: on this CPU XLA made ResNet-20 2.5x slower.
-    ``precision``: ``auto`` takes the device's choice (:func:`zoo.bench.core.choose_settings`: float32
+    ``jit_compile`` is off by default (XLA was slower on the CPUs measured: results/benchmarks/RUN.md).
+    ``precision``: ``auto`` takes the device's choice (:func:`zoo.training.device.choose_settings`: float32
     on CPU, mixed_float16 on GPU), or a Keras dtype policy to force one.
     ``progress``: ``auto`` draws a progress bar on a terminal and one line per epoch otherwise.
     ``init_weights``: start from these weights instead of a random initialisation (a run directory

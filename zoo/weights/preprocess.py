@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 import keras
 from keras import ops
 
-from zoo.weights.store import WeightsError
+from zoo.errors import did_you_mean
+from zoo.weights.errors import WeightsError
 
 IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
@@ -37,7 +38,7 @@ class Preprocess(keras.layers.Layer):
                  channel_order: str = "rgb", **kwargs):
         super().__init__(**kwargs)
         if channel_order not in ("rgb", "bgr"):
-            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+            raise WeightsError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
         self.mean = [float(m) for m in mean]
         self.std = [float(s) for s in std]
         self.channel_order = channel_order
@@ -95,8 +96,8 @@ def spec_for(kind: str, layer: keras.layers.Layer | None = None, description: st
     """A manifest ``preprocessing`` record: its ``kind``, a description and the serialized layer."""
     if layer is None:
         if kind not in PRESETS:
-            raise WeightsError(f"unknown preprocessing preset {kind!r}; presets: {', '.join(PRESETS)} "
-                               f"(or pass a layer).")
+            raise WeightsError(f"unknown preprocessing preset {kind!r}.{did_you_mean(kind, PRESETS)} Presets: "
+                               f"{', '.join(PRESETS)} (or pass a layer).")
         layer = PRESETS[kind]()
     return {"kind": kind, "input": "RGB, 0..255, channels last",
             "description": description or DESCRIPTIONS.get(kind, kind), "layer": serialize(layer)}
@@ -113,7 +114,8 @@ def layer_from_spec(spec: Mapping[str, Any] | keras.layers.Layer | str) -> keras
         return spec
     if isinstance(spec, str):
         if spec not in PRESETS:
-            raise WeightsError(f"unknown preprocessing preset {spec!r}; presets: {', '.join(PRESETS)}.")
+            raise WeightsError(f"unknown preprocessing preset {spec!r}.{did_you_mean(spec, PRESETS)} Presets: "
+                               f"{', '.join(PRESETS)}.")
         return PRESETS[spec]()
     layer_spec = spec.get("layer", spec)
     if not isinstance(layer_spec, Mapping) or "class_name" not in layer_spec:

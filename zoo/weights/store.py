@@ -1,4 +1,5 @@
-"""Weight files on disk: sha256, the download cache, verified downloads.
+"""Weight files on disk: sha256, the download cache, verified downloads, and :func:`fetch`, which
+finds an entry's verified file (packaged, joined from packaged shards, cached, or downloaded).
 
 The cache lives in ``$KERAS_HOME/zoo/weights/`` (``KERAS_HOME`` defaults to ``~/.keras``, as for
 Keras itself). Cached names are unique per published file: ``<name>-<tag>-<sha256[:8]>.weights.h5``.
@@ -15,35 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import time
+import warnings
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from zoo.errors import ZooError
+from zoo.weights.errors import ChecksumError, DownloadError, WeightsError, WeightsNotFound
 
 CHUNK = 1 << 20
 OFFLINE_ENV = "ZOO_OFFLINE"
 STALE_PART_SECONDS = 24 * 3600
-
-
-class WeightsError(ZooError):
-    """A weights request that cannot be served: unknown name or tag, missing or mismatched file."""
-
-
-class ChecksumError(WeightsError):
-    """A file's sha256 is not the one the manifest publishes."""
-
-
-class WeightsNotFound(WeightsError):
-    """The file is neither packaged, nor cached, nor downloadable (offline, or no URL)."""
-
-
-class DownloadError(WeightsError):
-    """A download failed (network, HTTP status, truncated transfer)."""
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -153,3 +140,64 @@ def download(url: str, dest: str | Path, sha256: str, *, timeout: float = 60.0,
             os.close(fd)
         if tmp.exists():
             tmp.unlink()
+
+
+# ----------------------------------------------------------------------- an entry's file
+def join_shards(entry: Any, dest: Path) -> Path:
+    """Verify ``entry``'s shards one by one, join them into ``dest`` atomically, verify the whole."""
+    for shard, path in zip(entry.shards or (), entry.shard_files()):
+        verify(path, shard["sha256"], what=f"shard {path.name} of {entry.key}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".join", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for path in entry.shard_files():
+                with open(path, "rb") as src:
+                    shutil.copyfileobj(src, out, 2**20)
+        verify(tmp, entry.sha256, what=f"the joined shards of {entry.key}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _from_cache(entry: Any, cached: Path, offline: bool | None) -> Path | None:
+    """The verified cached file; a corrupted one is deleted (then the shards are joined again, or
+    ``None`` asks for a download)."""
+    try:
+        verify(cached, entry.sha256, what=f"cached weights of {entry.key}")
+        return cached
+    except ChecksumError as err:
+        cached.unlink(missing_ok=True)
+        message = f"{err} The cached file was deleted."
+        if entry.shards and all(p.exists() for p in entry.shard_files()):
+            warnings.warn(message + " Joining the packaged shards again.", stacklevel=4)
+            return join_shards(entry, cached)
+        if not entry.url or is_offline(offline):
+            raise ChecksumError(message + (" Run again online to download it." if entry.url else "")) from None
+        warnings.warn(message + f" Downloading it again from {entry.url}.", stacklevel=4)
+        return None
+
+
+def fetch(entry: Any, *, offline: bool | None = None, timeout: float = 60.0) -> Path:
+    """A verified local file for a :class:`~zoo.weights.entries.WeightsEntry`: its packaged/local
+    file, else the cache (where packaged shards are joined), else a download."""
+    local, cached, shards = entry.local_file(), entry.cache_path(), entry.shard_files()
+    if local is not None and local.exists():
+        verify(local, entry.sha256, what=f"weights file of {entry.key}")
+        return local
+    if cached.exists() and (found := _from_cache(entry, cached, offline)) is not None:
+        return found
+    if shards and all(p.exists() for p in shards):
+        return join_shards(entry, cached)
+    looked = " and ".join([*map(str, shards), *([str(local)] if local is not None else []), str(cached)])
+    if not entry.url:
+        raise WeightsNotFound(f"the weights file {cached.name} of {entry.key} is missing: looked at {looked}, and "
+                              f"the entry has no URL.")
+    if is_offline(offline):
+        raise WeightsNotFound(f"offline (ZOO_OFFLINE / offline=True) and the weights file {cached.name} of {entry.key} "
+                              f"is not available locally: looked at {looked}. Go online to download it from "
+                              f"{entry.url}, or copy it to {cached}.")
+    cache_dir(create=True)
+    return download(entry.url, cached, entry.sha256, timeout=timeout)

@@ -19,7 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.weights.convert.common import ConversionError
+from zoo.errors import unknown
+from zoo.models.registry import with_preprocessing
+from zoo.weights.convert.common import Conversion, ConversionError
+from zoo.weights.preprocess import PRESETS, layer_from_spec, serialize, spec_for
 
 SOURCES = {"keras": "zoo.weights.convert.keras_apps", "torchvision": "zoo.weights.convert.torchvision",
            "fishnet": "zoo.weights.convert.fishnet"}
@@ -27,36 +30,34 @@ ALIASES = {"keras.applications": "keras", "keras_applications": "keras", "tv": "
 
 
 def source_module(source: str):
+    """The converter module of ``source`` (imported on demand: torchvision's needs torch only then)."""
     key = ALIASES.get(source.strip().lower(), source.strip().lower())
     if key not in SOURCES:
-        from zoo.errors import unknown
-
         raise unknown("conversion source", source, SOURCES)
     return importlib.import_module(SOURCES[key])
 
 
 def convert(source: str, model_name: str, src: Any, out_path: str | os.PathLike | None = None, *,
-            preprocessing: Any = None, **build_options: Any):
+            preprocessing: Any = None, **build_options: Any) -> Conversion:
     """Convert ``src`` (a path, model or state dict of ``source``) into the zoo model ``model_name``.
 
-    Returns the zoo model (it expects the source's preprocessed input; ``model.zoo_conversion``
-    holds the build options and a summary). With ``out_path`` also writes the inference model's
-    weights there (preprocessing: the source's convention unless ``preprocessing`` — a preset
-    ``"torch"`` / ``"caffe"``, a manifest record or a layer — is given) and ``<out_path>.json``.
+    Returns a :class:`~zoo.weights.convert.common.Conversion`: ``.model`` is the zoo model (it expects
+    the source's preprocessed input), beside it the build options and a summary. With ``out_path``
+    also writes the inference model's weights there (preprocessing: the source's convention unless
+    ``preprocessing`` — a preset ``"torch"`` / ``"caffe"``, a manifest record or a layer — is given)
+    and ``<out_path>.json``.
     """
     module = source_module(source)
-    model = module.convert(model_name, src, **build_options)
+    conversion = module.convert(model_name, src, **build_options)
     if out_path is not None:
-        save_converted(model, out_path, preprocessing if preprocessing is not None else module.PREPROCESSING,
+        save_converted(conversion, out_path, preprocessing if preprocessing is not None else module.PREPROCESSING,
                        model_name=model_name)
-    return model
+    return conversion
 
 
-def save_converted(model, out_path: str | os.PathLike, preprocessing: Any, *, model_name: str) -> Path:
-    """Write ``model`` wrapped with its preprocessing as ``out_path`` (atomically) and the sidecar JSON."""
-    from zoo.weights.preprocess import PRESETS, layer_from_spec, serialize, spec_for
-    from zoo.weights.registry import _inference_model
-
+def save_converted(conversion: Conversion, out_path: str | os.PathLike, preprocessing: Any, *,
+                   model_name: str) -> Path:
+    """Write the converted model wrapped with its preprocessing as ``out_path`` (atomically) and the sidecar JSON."""
     out = Path(out_path)
     if not out.name.endswith(".weights.h5"):
         raise ConversionError(f"out_path must end in .weights.h5 (Keras' weights format), got {out.name}.")
@@ -66,7 +67,7 @@ def save_converted(model, out_path: str | os.PathLike, preprocessing: Any, *, mo
                                                                   if isinstance(preprocessing, dict) else "custom")
     record = spec_for(kind) if isinstance(preprocessing, str) and preprocessing in PRESETS else \
         {"kind": kind, "input": "RGB, 0..255, channels last", "layer": serialize(layer)}
-    wrapped = _inference_model(model, layer)
+    wrapped = with_preprocessing(conversion.model, layer)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".weights.h5", dir=out.parent)
     os.close(fd)
     try:
@@ -75,12 +76,11 @@ def save_converted(model, out_path: str | os.PathLike, preprocessing: Any, *, mo
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    info = getattr(model, "zoo_conversion", {})
-    build = {k: list(v) if isinstance(v, tuple) else v for k, v in info.get("build", {}).items()}
-    sidecar = {"name": model_name, "build": build, "preprocessing": record, "source": info.get("source"),
-               "dropped": sorted(info.get("dropped", {}))}
+    build = {k: list(v) if isinstance(v, tuple) else v for k, v in conversion.build.items()}
+    sidecar = {"name": model_name, "build": build, "preprocessing": record, "source": conversion.source,
+               "dropped": sorted(conversion.dropped)}
     Path(f"{out}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     return out
 
 
-__all__ = ["convert", "save_converted", "source_module", "SOURCES", "ConversionError"]
+__all__ = ["convert", "save_converted", "source_module", "SOURCES", "Conversion", "ConversionError"]

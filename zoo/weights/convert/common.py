@@ -9,12 +9,15 @@ source key used exactly once (or explicitly dropped) and every shape matches; ot
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import keras
 import numpy as np
+from keras import layers
 
-from zoo.weights.store import WeightsError
+from zoo.weights.errors import WeightsError
 
 TORCH_BN_EPSILON = 1e-5
 BN_SLOTS = (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var"))
@@ -23,6 +26,22 @@ IGNORED_SUFFIXES = (".num_batches_tracked",)
 
 class ConversionError(WeightsError):
     """The source weights do not map one-to-one onto the target model."""
+
+
+@dataclass
+class Conversion:
+    """What a converter returns: the zoo ``model`` (the source's weights in it; it expects the source's
+    preprocessed input), the ``source`` framework, the ``build`` options it was built with and
+    :meth:`Assigner.finish`'s summary (weights ``assigned``, ``source_keys`` used, keys ``dropped``
+    with the reason). Kept beside the model, not on it: nothing the zoo adds to a model would survive
+    a ``.keras`` round trip."""
+
+    model: keras.Model
+    source: str
+    build: dict[str, Any]
+    assigned: int = 0
+    source_keys: int = 0
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 def _listing(items: Iterable[str], limit: int = 12) -> str:
@@ -150,8 +169,6 @@ class Assigner:
 
 def check_bn_epsilon(model, epsilon: float, what: str) -> None:
     """Every BatchNormalization of ``model`` must use the source's epsilon (else outputs drift)."""
-    from keras import layers
-
     wrong = [x.name for x in model.layers if isinstance(x, layers.BatchNormalization)
              and abs(float(x.epsilon) - epsilon) > 1e-12]
     if wrong:
@@ -180,6 +197,7 @@ def strip_prefix(key: str, prefixes: tuple[str, ...] = ("module.",)) -> str:
 
 
 def import_torch():
+    """torch, imported only when a PyTorch checkpoint is read (an optional dependency)."""
     try:
         import torch
     except ImportError:

@@ -14,7 +14,8 @@ from typing import Any
 
 from keras import layers
 
-from zoo.weights.convert.common import (TORCH_BN_EPSILON, Assigner, ConversionError, check_bn_epsilon,
+from zoo.models import registry
+from zoo.weights.convert.common import (TORCH_BN_EPSILON, Assigner, Conversion, ConversionError, check_bn_epsilon,
                                         load_state_dict)
 
 PREPROCESSING = "torch"
@@ -28,10 +29,8 @@ def layer_name(path: str) -> str:
     return path.replace(".", "_")
 
 
-def convert(model_name: str, src: Any, **options: Any):
+def convert(model_name: str, src: Any, **options: Any) -> Conversion:
     """The zoo model ``model_name`` (fishnet99/150/201) with the weights of an authors' checkpoint."""
-    from zoo.models import registry
-
     entry = registry.get_entry(model_name)
     if entry.family.name != "fishnet":
         raise ConversionError(f"the FishNet converter converts fishnet99/150/201, not {model_name}.")
@@ -58,5 +57,4 @@ def convert(model_name: str, src: Any, **options: Any):
             a.conv_as_dense(target.name, path)
         else:
             raise ConversionError(f"{path} maps onto {target.name}, a {type(target).__name__} without weights.")
-    model.zoo_conversion = {"source": "fishnet", "build": options, **a.finish()}
-    return model
+    return Conversion(model, "fishnet", dict(options), **a.finish())

@@ -14,9 +14,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import h5py
+import keras
 import numpy as np
+from keras import layers
 
-from zoo.weights.convert.common import Assigner, ConversionError
+from zoo.models import registry
+from zoo.weights.convert.common import Assigner, Conversion, ConversionError
 
 PREPROCESSING = "caffe"
 APPLICATIONS = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152",
@@ -25,8 +29,6 @@ RESNET_RX = re.compile(r"conv(\d)_block(\d+)_(\d)_(conv|bn)$")
 
 
 def _has_top_h5(path: Path) -> bool:
-    import h5py
-
     with h5py.File(path, "r") as f:
         if "layer_names" in f.attrs:  # legacy keras.applications file
             return any(n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]
@@ -36,8 +38,6 @@ def _has_top_h5(path: Path) -> bool:
 
 def source_model(model_name: str, src: Any, input_shape=None):
     """``src`` as a Keras model: a model is used as is; a path is loaded into the application."""
-    import keras
-
     if isinstance(src, keras.Model):
         return src
     path = Path(src).expanduser()
@@ -77,12 +77,8 @@ def _target_name(model_name: str, layer: str, has) -> str | None:
     return f"{prefix}_conv{j}_{kind}"
 
 
-def convert(model_name: str, src: Any, **options: Any):
+def convert(model_name: str, src: Any, **options: Any) -> Conversion:
     """The zoo model ``model_name`` with the weights of a keras.applications model or weights file."""
-    from keras import layers
-
-    from zoo.models import registry
-
     name = registry.get_entry(model_name).name
     if name not in APPLICATIONS:
         raise ConversionError(f"keras.applications conversion covers {', '.join(APPLICATIONS)}, not {model_name}.")
@@ -117,8 +113,7 @@ def convert(model_name: str, src: Any, **options: Any):
         for var in layer.weights:
             key = f"{layer.name}/{var.name}"
             a.put(f"{target}/{var.name}", a.take(key), key)
-    model.zoo_conversion = {"source": "keras", "build": built, **a.finish()}
-    return model
+    return Conversion(model, "keras", dict(built), **a.finish())
 
 
 def model_has_head(model) -> bool:

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from zoo.weights.convert.common import (TORCH_BN_EPSILON, Assigner, ConversionError, adaptive_pool_matrix,
-                                        check_bn_epsilon, load_state_dict)
+from zoo.models import registry
+from zoo.weights.convert.common import (TORCH_BN_EPSILON, Assigner, Conversion, ConversionError,
+                                        adaptive_pool_matrix, check_bn_epsilon, load_state_dict)
 
 PREPROCESSING = "torch"
 FAMILIES = ("resnet", "squeezenet", "vgg")
@@ -39,8 +40,6 @@ def target_options(model_name: str, state: dict[str, np.ndarray], options: dict[
 
 
 def _family(model_name: str) -> str:
-    from zoo.models import registry
-
     family = registry.get_entry(model_name).family.name
     if family not in FAMILIES:
         raise ConversionError(f"torchvision has no {model_name} ({family}); it converts {', '.join(FAMILIES)} models.")
@@ -128,10 +127,8 @@ def _vgg(a: Assigner, state) -> None:
 CONVERTERS = {"resnet": _resnet, "squeezenet": _squeezenet, "vgg": _vgg}
 
 
-def convert(model_name: str, src: Any, **options: Any):
+def convert(model_name: str, src: Any, **options: Any) -> Conversion:
     """The zoo model ``model_name`` with the weights of a torchvision checkpoint (path, module or state dict)."""
-    from zoo.models import registry
-
     family = _family(model_name)
     state = load_state_dict(src)
     options = target_options(model_name, state, options)
@@ -139,5 +136,4 @@ def convert(model_name: str, src: Any, **options: Any):
     check_bn_epsilon(model, TORCH_BN_EPSILON, "PyTorch")
     a = Assigner(model, state, what=f"the torchvision {model_name} checkpoint")
     CONVERTERS[family](a, state)
-    model.zoo_conversion = {"source": "torchvision", "build": options, **a.finish()}
-    return model
+    return Conversion(model, "torchvision", dict(options), **a.finish())

@@ -9,19 +9,25 @@ The networks are built to match :func:`zoo.build` parameter for parameter:
   channels).
 - ``resnet50``: torchvision's ResNet-50 v1.5 (stride on the bottleneck's 3×3): 25,557,032.
 
-:class:`TorchRunner` times an eager training (or inference) step in channels-last memory format,
-the fastest PyTorch CPU configuration measured on this stack (~670 img/s for ResNet-20 at batch
-128 on 2 cores, ~550 in NCHW).
+:class:`TorchRunner` times an eager training (or inference) step, in channels-last memory format
+by default (the faster PyTorch CPU layout on this stack; ``channels_last=False`` measures NCHW).
+What it measured is in ``results/benchmarks/peers.csv`` (how: ``results/benchmarks/RUN.md``).
+PyTorch is an optional dependency (the ``bench`` extra: ``pip install torch==2.13.0``, a CPU
+build); this module imports no TensorFlow, so a peer's process holds PyTorch alone.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.bench.peers import time_steps
+from zoo.bench.checks import BenchError, default_batch
+from zoo.bench.timing import time_steps
 
-__all__ = ["BUILDERS", "TorchRunner", "resnet20", "resnet50"]
+__all__ = ["BUILDERS", "TorchRunner", "make_torch_runner", "resnet20", "resnet50", "torch_precision"]
 
 
 # ------------------------------------------------------------------------------ ResNet-20 (A)
@@ -143,7 +149,7 @@ class TorchRunner:
     def __init__(self, name: str, mode: str = "train", batch_size: int = 128, precision: str = "float32",
                  channels_last: bool = True, seed: int = 0, num_classes: int | None = None):
         if name not in BUILDERS:
-            raise ValueError(f"no PyTorch peer for {name!r}; peers: {', '.join(BUILDERS)}")
+            raise BenchError(f"no PyTorch peer for {name!r}; peers: {', '.join(BUILDERS)}.")
         builder, shape, classes = BUILDERS[name]
         torch.manual_seed(seed)
         self.name, self.mode, self.batch_size, self.precision = name, mode, batch_size, precision
@@ -186,3 +192,27 @@ class TorchRunner:
 
     def measure(self, steps: int) -> list[float]:
         return time_steps(self.step, steps)
+
+
+def torch_precision(precision: str) -> str:
+    """The zoo's precision name (``fp32``, ``mixed``, ``mixed_bfloat16``, ``mixed_float16``) as
+    :class:`TorchRunner` takes it: ``float32`` or a mixed name (autocast)."""
+    if precision == "fp32":
+        return "float32"
+    if not (isinstance(precision, str) and precision in ("mixed", "mixed_bfloat16", "mixed_float16")):
+        raise BenchError(f"precision must be fp32 or mixed for a PyTorch peer, got {precision!r}.")
+    return precision
+
+
+def make_torch_runner(spec: Mapping[str, Any]) -> TorchRunner:
+    """A :class:`TorchRunner` from a worker spec (``name``, ``options``, ``mode``, ``batch_size``,
+    ``precision``, ``seed``), with the attributes the worker protocol reports beside zoo's runners."""
+    name, batch = spec["name"], spec.get("batch_size")
+    if batch is None:
+        batch = default_batch(BUILDERS[name][1][1:]) if name in BUILDERS else 128
+    runner = TorchRunner(name, spec.get("mode", "train"), batch, torch_precision(spec.get("precision", "fp32")),
+                         seed=int(spec.get("seed", 0)), **dict(spec.get("options") or {}))
+    runner.flops = None  # the parent takes the zoo model's count: the same network
+    runner.jit_compile = False
+    runner.policy = runner.precision
+    return runner

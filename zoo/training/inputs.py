@@ -1,0 +1,87 @@
+"""A recipe's data as the fit path consumes it: batched train and validation pipelines."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+import zoo.data as zdata
+from zoo.errors import ZooError
+from zoo.training.recipe import Recipe
+
+
+class Data(NamedTuple):
+    """The training and validation pipelines of a recipe and what the fit path needs to know."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    info: Any  # zoo.data.DatasetInfo
+    raw_train: tf.data.Dataset
+    images_per_epoch: int
+    steps_per_epoch: int
+
+
+def one_hot(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
+    """``(x, y)`` batches with ``y`` one-hot (what label smoothing needs)."""
+    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def pipeline(recipe: Recipe, ds: tf.data.Dataset, num_classes: int, training: bool) -> tf.data.Dataset:
+    """The recipe's batched pipeline over ``ds``: augmentation in training, one-hot labels when
+    the recipe smooths them."""
+    d = recipe.data
+    out = zdata.make_pipeline(ds, batch_size=d.batch_size, training=training,
+                              augment=tuple(d.augment if training else d.eval_augment), image_size=d.image_size,
+                              seed=recipe.train.seed, cache=d.cache, shuffle_buffer=d.shuffle_buffer)
+    return one_hot(out, num_classes) if recipe.train.label_smoothing > 0 else out
+
+
+def data_dirs(recipe: Recipe) -> dict[str, str | None]:
+    """``data_dir`` and ``manual_dir`` with ``~`` expanded."""
+    return {k: str(Path(v).expanduser()) if v else None
+            for k, v in (("data_dir", recipe.data.data_dir), ("manual_dir", recipe.data.manual_dir))}
+
+
+def load_splits(recipe: Recipe, split: str | None = None, validation: int | float | None = None,
+                limit: int | None = None) -> Any:
+    """``zoo.data.load`` of the recipe's source (its split, validation and seed unless given)."""
+    d = recipe.data
+    return zdata.load(d.source, split=split or d.split, validation=d.validation if validation is None else validation,
+                      seed=d.seed, limit=limit or d.limit, **data_dirs(recipe))
+
+
+def load_data(recipe: Recipe) -> Data:
+    """The recipe's train and validation pipelines (float32 0..255 images, batched)."""
+    d = recipe.data
+    splits = load_splits(recipe)
+    info = splits.info
+    train_ds = pipeline(recipe, splits.train, info.num_classes, training=True)
+    val_ds = pipeline(recipe, splits.validation, info.num_classes, False) if splits.validation is not None else None
+    batches = int(train_ds.cardinality())  # the training pipeline drops the last partial batch
+    full_steps = batches if batches > 0 else math.ceil(info.num_train / d.batch_size)
+    steps = recipe.train.steps_per_epoch or full_steps
+    if recipe.train.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    return Data(train_ds, val_ds, info, splits.train, min(steps * d.batch_size, info.num_train), steps)
+
+
+def eval_dataset(recipe: Recipe, source: str, split: str | None, limit: int | None = None,
+                 batch_size: int | None = None) -> tuple[tf.data.Dataset, Any, int]:
+    """``(batched dataset, info, number of images)`` of ``split`` of ``source``; ``None`` is the
+    recipe's held-out validation images (``data.validation`` of ``data.split``, same seed)."""
+    d = recipe.data
+    common = {"seed": d.seed, "limit": limit or d.limit, **data_dirs(recipe)}
+    if split is None:
+        splits = zdata.load(source, split=d.split, validation=d.validation, **common)
+        ds, count = splits.validation, splits.info.num_validation
+        if ds is None:
+            raise ZooError(f"recipe {recipe.name!r} holds out no validation images (data.validation=0): "
+                           "name a split to evaluate on (--split test).")
+    else:
+        splits = zdata.load(source, split=split, validation=0, **common)
+        ds, count = splits.train, splits.info.num_train
+    out = zdata.make_pipeline(ds, batch_size=batch_size or d.batch_size, training=False,
+                              augment=tuple(d.eval_augment), image_size=d.image_size, seed=0, cache=False)
+    return out, splits.info, count
