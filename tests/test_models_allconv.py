@@ -64,5 +64,6 @@ def test_dropout_option_and_class_relu_option():
 
 def test_features_reach_full_resolution_first():
     model = zoo.build("all_cnn_c", features_only=True)
+    info = zoo.feature_info("all_cnn_c", features_only=True)
     assert [tuple(t.shape[1:3]) for t in model.outputs] == [(32, 32), (16, 16), (6, 6)]
-    assert [f["reduction"] for f in model.feature_info] == [1, 2, 4]
+    assert [f["reduction"] for f in info] == [1, 2, 4]

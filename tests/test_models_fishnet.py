@@ -55,9 +55,10 @@ def test_stages_at_224(fishnet99):
 
 def test_features_and_their_reductions():
     model = zoo.build("fishnet99", features_only=True, input_shape=(64, 64, 3))
-    assert [f["name"] for f in model.feature_info] == NAMES
-    assert [f["reduction"] for f in model.feature_info] == [4, 8, 16, 32, 32, 16, 8, 4, 8, 16, 32]
-    assert [f["channels"] for f in model.feature_info] == [64, 128, 256, 512, 512, 768, 512, 320, 832, 1600, 2112]
+    info = zoo.feature_info("fishnet99", features_only=True, input_shape=(64, 64, 3))
+    assert [f["name"] for f in info] == NAMES
+    assert [f["reduction"] for f in info] == [4, 8, 16, 32, 32, 16, 8, 4, 8, 16, 32]
+    assert [f["channels"] for f in info] == [64, 128, 256, 512, 512, 768, 512, 320, 832, 1600, 2112]
     assert [t.shape[1] for t in model.outputs] == [16, 8, 4, 2, 2, 4, 8, 16, 8, 4, 2]
 
 
@@ -141,7 +142,8 @@ def test_head_pools_mirror_the_tail_pools():
 @pytest.mark.parametrize("output_stride", [16, 8])
 def test_output_stride_drops_mirrored_pairs_and_dilates(output_stride):
     model = zoo.build("fishnet99", input_shape=(64, 64, 3), features_only=True, output_stride=output_stride)
-    reductions = [f["reduction"] for f in model.feature_info]
+    info = zoo.feature_info("fishnet99", input_shape=(64, 64, 3), features_only=True, output_stride=output_stride)
+    reductions = [f["reduction"] for f in info]
     assert max(reductions) == output_stride and reductions[-1] == output_stride
     assert [t.shape[1] for t in model.outputs][-1] == 64 // output_stride
     factor = 32 // output_stride

@@ -85,7 +85,8 @@ def test_output_stride_dilates_instead_of_downsampling(output_stride, size, dila
 
 def test_features_only_reductions():
     model = zoo.build("resnet50", input_shape=(64, 64, 3), features_only=True)
-    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
+    info = zoo.feature_info("resnet50", input_shape=(64, 64, 3), features_only=True)
+    assert [f["reduction"] for f in info] == [2, 4, 8, 16, 32]
     picked = zoo.build("resnet50", input_shape=(64, 64, 3), features_only=True, out_indices=(0,))
     assert [tuple(t.shape[1:]) for t in picked.outputs] == [(32, 32, 64)]
 

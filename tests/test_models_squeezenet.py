@@ -47,9 +47,10 @@ def test_torchvision_layout():
     assert [t.shape[1] for t in model.outputs] == [109, 54, 27, 13]
     assert model.get_layer("pool2_pad").padding == ((0, 1), (0, 1))
     v11 = zoo.build("squeezenet1_1", features_only=True)
-    assert [f["name"] for f in v11.feature_info] == ["conv1", "fire3", "fire5", "fire9"]
+    v11_info = zoo.feature_info("squeezenet1_1", features_only=True)
+    assert [f["name"] for f in v11_info] == ["conv1", "fire3", "fire5", "fire9"]
     assert [(t.shape[1], t.shape[3]) for t in v11.outputs] == [(111, 64), (55, 128), (27, 256), (13, 512)]
-    assert [f["reduction"] for f in v11.feature_info] == [2, 4, 8, 16]
+    assert [f["reduction"] for f in v11_info] == [2, 4, 8, 16]
 
 
 def test_bypass_structure():
@@ -104,7 +105,8 @@ def test_every_choice_at_every_site_keeps_the_published_sizes(site):
 
 def test_output_stride_dilates_the_last_fire_modules():
     model = zoo.build("squeezenet1_1", input_shape=(64, 64, 3), output_stride=8, features_only=True)
-    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 8]
+    info = zoo.feature_info("squeezenet1_1", input_shape=(64, 64, 3), output_stride=8, features_only=True)
+    assert [f["reduction"] for f in info] == [2, 4, 8, 8]
     assert model.get_layer("fire9_expand3x3").dilation_rate == (2, 2)
     assert model.get_layer("fire5_expand3x3").dilation_rate == (1, 1)
     with pytest.raises(ZooError, match="output_stride=32 is not possible"):

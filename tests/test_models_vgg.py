@@ -56,7 +56,8 @@ def test_keras_round_trip(tmp_path):
 def test_sites_and_features():
     assert [(s.name, s.role, s.default) for s in zoo.sites("vgg16")] == [(f"pool{i}", "pool", "max") for i in range(1, 6)]
     model = zoo.build("vgg16", input_shape=(64, 64, 3), features_only=True)
-    assert [(f["name"], f["reduction"], f["channels"]) for f in model.feature_info] == [
+    info = zoo.feature_info("vgg16", input_shape=(64, 64, 3), features_only=True)
+    assert [(f["name"], f["reduction"], f["channels"]) for f in info] == [
         ("block1", 1, 64), ("block2", 2, 128), ("block3", 4, 256), ("block4", 8, 512), ("block5", 16, 512),
         ("pool5", 32, 512)]
     assert [t.shape[1] for t in model.outputs] == [64, 32, 16, 8, 4, 2]
@@ -89,7 +90,8 @@ def test_every_choice_at_a_site_keeps_the_published_sizes(site):
 @pytest.mark.parametrize("output_stride,rates", [(16, (1, 1, 1)), (8, (1, 1, 2)), (4, (1, 2, 4))])
 def test_output_stride_dilates_the_convolutions_after_dropped_pools(output_stride, rates):
     model = zoo.build("vgg16", input_shape=(64, 64, 3), features_only=True, output_stride=output_stride)
-    assert [f["reduction"] for f in model.feature_info][-2:] == [min(16, output_stride), output_stride]
+    info = zoo.feature_info("vgg16", input_shape=(64, 64, 3), features_only=True, output_stride=output_stride)
+    assert [f["reduction"] for f in info][-2:] == [min(16, output_stride), output_stride]
     assert model.outputs[-1].shape[1] == 64 // output_stride
     assert tuple(model.get_layer(f"block{b}_conv1").dilation_rate[0] for b in (3, 4, 5)) == rates
 

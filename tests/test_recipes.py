@@ -197,12 +197,12 @@ def test_installed_recipes_are_found_under_the_prefix(tmp_path, monkeypatch):
 def test_overrides_may_follow_options_on_the_command_line():
     """`zoo train R --overwrite train.epochs=3` (argparse alone rejects overrides after an option);
     anything that is not key=value is still an error."""
-    from zoo.cli import command_parser
+    from zoo.cli import command_parser, parse_args_with_overrides
 
     parser, _ = command_parser("train")
-    args = R.parse_args_with_overrides(parser, ["r.yaml", "a.b=1", "--overwrite", "train.epochs=3"])
+    args = parse_args_with_overrides(parser, ["r.yaml", "a.b=1", "--overwrite", "train.epochs=3"])
     assert args.overwrite and args.overrides == ["a.b=1", "train.epochs=3"]
     with pytest.raises(SystemExit):
-        R.parse_args_with_overrides(parser, ["r.yaml", "--overwrite", "--bogus"])
+        parse_args_with_overrides(parser, ["r.yaml", "--overwrite", "--bogus"])
     with pytest.raises(SystemExit):
-        R.parse_args_with_overrides(command_parser("info")[0], ["resnet20", "a=1"])  # a command without overrides
+        parse_args_with_overrides(command_parser("info")[0], ["resnet20", "a=1"])  # a command without overrides

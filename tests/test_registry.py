@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 import zoo
@@ -96,3 +99,50 @@ def test_cli_list_and_info(capsys):
 def test_cli_errors_exit_2_with_a_message(capsys):
     assert main(["info", "alexnet"]) == 2
     assert "unknown model 'alexnet'" in capsys.readouterr().err
+
+
+def test_site_table_gives_the_choices_a_build_takes():
+    rows = zoo.site_table("resnet50", output_stride=8)
+    assert [(r["site"], r["choice"]) for r in rows][-4:] == [("stage4", "none"), ("shortcut4", "none"),
+                                                            ("stage5", "none"), ("shortcut5", "none")]
+    assert [r["choice"] for r in zoo.site_table("all_cnn_c", downsample="max")] == ["max", "max"]
+
+
+def test_feature_info_describes_the_features_only_outputs():
+    model = zoo.build("resnet20", features_only=True, out_indices=(1, 3))
+    info = zoo.feature_info("resnet20", out_indices=(1, 3))
+    assert [(f["name"], f["reduction"], f["channels"]) for f in info] == [("stage1", 1, 16), ("stage3", 4, 64)]
+    assert [t.shape[-1] for t in model.outputs] == [16, 64]
+    assert not [k for k in vars(model) if k.startswith("zoo") or k == "feature_info"]  # nothing added to the model
+
+
+@pytest.mark.parametrize("name,options,dataset", [
+    ("resnet20", {}, "cifar10"),
+    ("resnet18", {"input_shape": (64, 64, 3), "num_classes": 10}, "imagenet"),
+])
+def test_include_preprocessing_without_weights_normalises_with_the_variant_default(name, options, dataset):
+    from zoo.models.registry import DEFAULT_NORMALIZATION
+
+    assert zoo.models.registry.default_normalization(name) == dataset
+    model = zoo.build(name, include_preprocessing=True, **options)
+    assert [type(x).__name__ for x in model.layers] == ["InputLayer", "Normalization", "Functional"]
+    net = model.layers[-1]
+    assert net.name == name and len(net.layers) == len(zoo.build(name, **options).layers)
+    mean, std = (255 * np.array(v, "float32") for v in DEFAULT_NORMALIZATION[dataset])
+    x = np.random.default_rng(0).uniform(0, 255, (2, *model.input.shape[1:])).astype("float32")
+    np.testing.assert_allclose(model(x).numpy(), net((x - mean) / std).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_include_preprocessing_needs_rgb_and_a_bool():
+    with pytest.raises(ZooError, match="normalises RGB images.*1 channels"):
+        zoo.build("resnet20", input_shape=(32, 32, 1), include_preprocessing=True)
+    with pytest.raises(ZooError, match="include_preprocessing must be True or False"):
+        zoo.build("resnet20", include_preprocessing=1)
+
+
+def test_the_zoo_list_command_imports_no_training_stack():
+    code = ("import argparse, sys\nimport zoo.cli.models as cli\np = argparse.ArgumentParser()\n"
+            "cli.add_arguments(p, 'list')\ncli.run(p.parse_args(['resnet2*']))\n"
+            "print(sorted(m for m in ('tensorflow_datasets', 'keras_tuner', 'zoo.training') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert "resnet20" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"

@@ -113,6 +113,7 @@ def test_bad_spaces_are_clear_errors(kwargs, error, pattern):
     ({"budget_flops": "lots"}, r"budget_flops='lots'"),
     ({"budget_flops": -1}, r"budgets must be positive"),
     ({"choices": {"pool3": ["max", "conv"]}}, r"unknown downsampling site of all_cnn_c 'pool3'"),
+    ({"overrides": ["output.name=mine"]}, r"output.name='mine' is not honoured by the trial entry point"),
 ])
 def test_bad_requests_fail_before_any_training(tiny, tmp_path, kwargs, pattern):
     project = tmp_path / "project"
@@ -182,7 +183,7 @@ def test_two_trial_search_end_to_end_writes_the_report(tiny, tmp_path):
             assert trial[key] is not None, key
         record = read_json(project / trial["record"])
         assert record["recipe"]["model"]["downsample"]["pool1"] == trial["config"]["downsample"]["pool1"]
-        assert len(record["history"]) == 1 and record["latency"]["repeats"] == 5
+        assert len(record["history"]) == 1 and record["latency"]["repeats"] == 5 and record["entry"] == "trial"
         run = read_json(project / f"trial_{trial['trial_id']}" / record["run_dir"] / "report.json")  # the one fit path
         assert run["history"] == record["history"] and run["final"]["val_accuracy"] == record["val_accuracy"]
     assert {t["config"]["downsample"]["pool1"] for t in study["trials"]} == {"max", "conv"}

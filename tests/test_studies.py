@@ -34,7 +34,7 @@ def test_compare_runs_fixed_variants_each_in_its_own_process(tiny, tmp_path):
     record = read_json(project / trial["record"])
     assert record["recipe"]["model"]["name"] == "strided_cnn_c" and record["recipe"]["train"]["seed"] == 0
     assert record["peak_rss_scope"] == "trial process" and record["trial_pid"] != os.getpid()
-    assert record["peak_rss_mb"] > 100 and record["search_rss_mb"] > 100
+    assert record["peak_rss_mb"] > 100 and record["search_rss_mb"] > 100 and record["entry"] == "paper"
     run = read_json(project / f"trial_{trial['trial_id']}" / record["run_dir"] / "report.json")  # zoo.training.train
     assert run["recipe"]["model"]["name"] == "strided_cnn_c" and run["history"] == record["history"]
     assert "Strided-CNN-C" in (project / "report.md").read_text()

@@ -12,6 +12,9 @@ import hashlib
 import http.server
 import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,9 +23,11 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.errors import ZooError
 from zoo.weights import (ChecksumError, WeightsError, WeightsNotFound, check_weights, get_weights, list_weights,
-                         load_weights, publish, publish_file, weights_table)
+                         load_weights, publish, publish_file, weights_info, weights_table)
 from zoo.weights import store
+from zoo.weights.runs import run_facts
 
 INPUT = (32, 32, 3)
 
@@ -88,9 +93,10 @@ def test_publish_then_load_by_name_round_trip(run_dir, env):
     on_disk = json.loads(env["manifest"].read_text())
     assert on_disk["format"] == 1 and on_disk["weights"][0]["sha256"] == entry.sha256
 
-    model = load_weights("resnet20", weights="cifar10")
+    model = load_weights("resnet20", weights="cifar10", include_preprocessing=True)
     np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
-    assert model.zoo_weights["tag"] == "cifar10" and model.zoo_weights["classes"][9] == "truck"
+    info = weights_info("resnet20", "cifar10")
+    assert info["tag"] == "cifar10" and info["classes"][9] == "truck" and info["kind"] == "tag"
     keys = [w.key for w in list_weights("resnet20")]  # the packaged manifest's tags come along
     assert "resnet20:cifar10" in keys and all(k.startswith("resnet20:") for k in keys)
     from zoo.weights import build  # the hook behind zoo.build(name, weights=...)
@@ -105,23 +111,24 @@ def test_float16_publication_halves_the_file_and_stays_close(run_dir, env):
     full = publish(run_dir, "cifar10", manifest=env["manifest"])
     half = publish(run_dir, "cifar10-fp16", dtype="float16", manifest=env["manifest"])
     assert half.dtype == "float16" and half.size < 0.7 * full.size
-    out = load_weights("resnet20", "cifar10-fp16")(_rgb(), training=False).numpy()
+    out = load_weights("resnet20", "cifar10-fp16", include_preprocessing=True)(_rgb(), training=False).numpy()
     assert np.abs(out - _expected(run_dir)).max() < 2e-2 * max(1.0, np.abs(_expected(run_dir)).max())
     assert load_weights("resnet20", "cifar10-fp16").weights[0].dtype == "float32"
 
 
 def test_headless_and_activation_options_reuse_the_published_weights(run_dir, env):
     publish(run_dir, "cifar10", manifest=env["manifest"])
-    probs = load_weights("resnet20", "cifar10", classifier_activation="softmax")(_rgb(), training=False).numpy()
+    probs = load_weights("resnet20", "cifar10", classifier_activation="softmax",
+                         include_preprocessing=True)(_rgb(), training=False).numpy()
     np.testing.assert_allclose(probs, keras.ops.softmax(_expected(run_dir)).numpy(), atol=1e-5)
-    features = load_weights("resnet20", "cifar10", include_top=False, pooling="avg", include_preprocessing=False)
+    features = load_weights("resnet20", "cifar10", include_top=False, pooling="avg")
     assert features.output.shape[-1] == 64
     with pytest.raises(WeightsError, match="num_classes=10"):
         load_weights("resnet20", "cifar10", num_classes=100)
 
 
 def test_load_from_a_run_directory_and_a_plain_file(run_dir, env, tmp_path):
-    model = load_weights("resnet20", run_dir)
+    model = load_weights("resnet20", run_dir, include_preprocessing=True)
     np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
     with pytest.raises(WeightsError, match="preprocessing="):
         load_weights("resnet20", run_dir / "model.weights.h5", num_classes=10, input_shape=INPUT)
@@ -169,7 +176,7 @@ def test_a_large_file_is_packaged_as_verified_shards(run_dir, env):
     assert all(p.stat().st_size <= 2**20 for p in files) and sum(p.stat().st_size for p in files) == entry.size
     assert not (env["manifest"].parent / "files" / files[0].name.rsplit(".", 1)[0]).exists()
     assert get_weights("resnet20", "cifar10").where() == "local"
-    out = load_weights("resnet20", "cifar10")(_rgb(), training=False).numpy()
+    out = load_weights("resnet20", "cifar10", include_preprocessing=True)(_rgb(), training=False).numpy()
     np.testing.assert_allclose(out, _expected(run_dir), atol=1e-5)
     assert store.sha256_file(entry.cache_path()) == entry.sha256  # joined once into the cache
 
@@ -248,7 +255,7 @@ def test_download_into_the_cache_with_a_unique_name(run_dir, env):
     entry, served, cached = _remote_entry(run_dir, env)
     assert entry.file is None and cached.name == f"resnet20-cifar10-{entry.sha256[:8]}.weights.h5"
     _set_url(env, served.as_uri())
-    model = load_weights("resnet20", "cifar10")
+    model = load_weights("resnet20", "cifar10", include_preprocessing=True)
     np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
     assert sorted(p.name for p in env["cache"].iterdir()) == [cached.name]  # no temporary leftovers
     served.unlink()
@@ -320,7 +327,7 @@ def test_download_over_http_and_a_404(run_dir, env, http_server):
         load_weights("resnet20", "cifar10", timeout=5)
     assert not env["cache"].exists() or not list(env["cache"].iterdir())
     _set_url(env, f"{base}/{served.name}")
-    model = load_weights("resnet20", "cifar10", timeout=5)
+    model = load_weights("resnet20", "cifar10", timeout=5, include_preprocessing=True)
     np.testing.assert_allclose(model(_rgb(), training=False).numpy(), _expected(run_dir), atol=1e-5)
     assert cached.exists()
 
@@ -336,7 +343,7 @@ def test_publish_a_plain_weights_file_with_a_preset(env, tmp_path):
     net.save_weights(plain)
     entry = publish_file(plain, "all_cnn_c", "synthetic", build={"num_classes": 10}, preprocessing="torch",
                          manifest=env["manifest"], classes=list("abcdefghij"))
-    model = load_weights("all_cnn_c", "synthetic")
+    model = load_weights("all_cnn_c", "synthetic", include_preprocessing=True)
     x = _rgb()
     mean = 255 * np.array([0.485, 0.456, 0.406], "float32")
     std = 255 * np.array([0.229, 0.224, 0.225], "float32")
@@ -356,19 +363,142 @@ def test_preprocessing_presets_match_the_sources():
     np.testing.assert_allclose(torch_like(x).numpy(), expected, atol=1e-5)
 
 
+# ------------------------------------------------------------------------- the build contract
+def _loose_file(run_dir: Path, folder: Path) -> Path:
+    """The run's inference-model file as a loose path, with the ``.json`` sidecar a conversion writes."""
+    path = folder / "loose" / "resnet20.weights.h5"
+    path.parent.mkdir()
+    shutil.copyfile(run_dir / "model.weights.h5", path)
+    facts = run_facts(run_dir)
+    Path(f"{path}.json").write_text(json.dumps({"name": "resnet20", "build": facts["build"],
+                                                "preprocessing": facts["preprocessing"]}))
+    return path
+
+
+def _weights_of_kind(kind: str, run_dir: Path, env) -> str:
+    if kind == "tag":
+        publish(run_dir, "cifar10", manifest=env["manifest"])
+        return "cifar10"
+    return str(run_dir) if kind == "run" else str(_loose_file(run_dir, env["tmp"]))
+
+
+@pytest.mark.parametrize("kind", ["tag", "run", "path"])
+def test_a_tag_a_run_directory_and_a_path_give_the_same_input_convention(kind, run_dir, env):
+    weights = _weights_of_kind(kind, run_dir, env)
+    net = zoo.build("resnet20", weights=weights)  # the default: the network alone, normalised input
+    assert net.name == "resnet20" and [type(x).__name__ for x in net.layers[:2]] == ["InputLayer", "Conv2D"]
+    model = zoo.build("resnet20", weights=weights, include_preprocessing=True)  # raw 0..255 RGB
+    assert [type(x).__name__ for x in model.layers] == ["InputLayer", "Normalization", "Functional"]
+    x = _rgb()
+    np.testing.assert_allclose(model(x, training=False).numpy(), _expected(run_dir), atol=1e-5)
+    np.testing.assert_allclose(net(model.layers[1](x), training=False).numpy(), _expected(run_dir), atol=1e-5)
+    same = load_weights("resnet20", weights)  # load_weights is zoo.build with loading options: the same default
+    assert same.name == "resnet20" and len(same.layers) == len(net.layers)
+    assert check_weights("resnet20", weights).kind == {"path": "file"}.get(kind, kind)
+
+
+def test_a_plain_network_file_names_no_normalisation(run_dir, tmp_path):
+    net = zoo.build("resnet20", weights=str(run_dir))
+    plain = tmp_path / "plain.weights.h5"
+    net.save_weights(plain)
+    again = zoo.build("resnet20", weights=str(plain), num_classes=10, input_shape=INPUT)
+    np.testing.assert_allclose(again.get_weights()[0], net.get_weights()[0])
+    with pytest.raises(ZooError, match="name no normalisation.*include_preprocessing=False"):
+        zoo.build("resnet20", weights=str(plain), include_preprocessing=True, num_classes=10, input_shape=INPUT)
+    model = load_weights("resnet20", plain, include_preprocessing=True, preprocessing="torch", num_classes=10,
+                         input_shape=INPUT)
+    assert type(model.layers[1]).__name__ == "Preprocess"
+    with pytest.raises(ZooError, match="include_preprocessing must be True or False"):
+        zoo.build("resnet20", weights=str(run_dir), include_preprocessing="yes")
+
+
+def _zoo_attributes(model) -> list[str]:
+    return sorted(k for k in vars(model) if k.startswith("zoo") or k == "feature_info")
+
+
+@pytest.mark.parametrize("with_weights", [False, True], ids=["random", "weights"])
+@pytest.mark.parametrize("include_preprocessing", [False, True], ids=["normalised", "raw"])
+def test_a_build_survives_a_keras_round_trip_and_carries_no_zoo_attributes(with_weights, include_preprocessing,
+                                                                          run_dir, tmp_path):
+    model = zoo.build("resnet20", weights=str(run_dir) if with_weights else None,
+                      include_preprocessing=include_preprocessing)
+    assert _zoo_attributes(model) == [] and all(_zoo_attributes(x) == [] for x in model.layers)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert [x.name for x in loaded.layers] == [x.name for x in model.layers]
+    x = _rgb() if include_preprocessing else np.random.default_rng(3).normal(size=(2, *INPUT)).astype("float32")
+    np.testing.assert_allclose(loaded(x, training=False).numpy(), model(x, training=False).numpy(), atol=1e-5)
+    if with_weights and include_preprocessing:
+        np.testing.assert_allclose(loaded(x, training=False).numpy(), _expected(run_dir), atol=1e-5)
+
+
+def test_weights_info_describes_runs_and_paths_without_building(run_dir, env):
+    run = weights_info("resnet20", run_dir)
+    assert run["kind"] == "run" and run["classes"][0] == "airplane" and run["build"]["num_classes"] == 10
+    loose = weights_info("resnet20", _loose_file(run_dir, env["tmp"]))
+    assert loose["kind"] == "file" and loose["preprocessing"]["layer"]["class_name"] == "Normalization"
+
+
+def test_zoo_build_is_the_model_registry_s_and_asks_for_the_loader_by_name():
+    from zoo.models import registry
+
+    assert zoo.build is registry.build
+    code = ("import sys\nfrom zoo.errors import ZooError\nfrom zoo.models import build\ntry:\n"
+            "    build('resnet20', weights='cifar10')\nexcept ZooError as err:\n    print(err)\n"
+            "print('zoo.weights.loading' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    message, imported = out.stdout.strip().splitlines()
+    assert "`import zoo.weights.loading`" in message and imported == "False"
+
+
+LIGHT = ("tensorflow_datasets", "keras_tuner", "zoo.training", "keras")
+
+
+def _imports_of(code: str) -> list[str]:
+    code += f"\nprint(sorted(m for m in {LIGHT!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+def test_the_zoo_weights_command_imports_no_training_stack():
+    code = ("import argparse, sys\nimport zoo.cli.weights as cli\np = argparse.ArgumentParser()\n"
+            "cli.add_arguments(p, 'weights')\ncli.run(p.parse_args([]))")
+    assert _imports_of(code) == []  # not even Keras: the manifests are JSON
+
+
+@pytest.mark.xfail(reason="zoo/cli/__init__.py imports zoo.training.recipe (the zoo.training package, and with "
+                          "it tfds) to parse overrides, for every command", strict=False)
+def test_zoo_weights_through_the_dispatcher_imports_no_training_stack():
+    assert _imports_of("import sys\nfrom zoo.cli import main\nmain(['weights'])") == []
+
+
 # --------------------------------------------------------------------------------- layering
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, function-local imports included, and whether it reaches for importlib."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Name) and node.id == "__import__":
+            names.add("__import__")
+    return names
+
+
 def test_nothing_below_zoo_weights_imports_it():
     root = Path(zoo.__file__).parent
     lower = [root / "flops.py", root / "report.py", root / "errors.py",
              *(root / "models").glob("*.py"), *(root / "layers").glob("*.py"), *(root / "data").glob("*.py")]
-    offenders = [p.name for p in lower if "zoo.weights" in p.read_text()]
-    assert not offenders
+    offenders = {p.name: sorted(m for m in _imported_modules(p) if m.startswith("zoo.weights")) for p in lower}
+    assert not {k: v for k, v in offenders.items() if v}
+    for path in (root / "models").glob("*.py"):  # and no way around it: the models reach weights through a hook only
+        assert not {"importlib", "__import__"} & _imported_modules(path), path.name
 
 
 def test_listing_weights_does_not_import_keras():
-    import subprocess
-    import sys
-
     code = "import sys, zoo.weights as w; w.list_weights(); print('keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"

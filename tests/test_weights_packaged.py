@@ -15,8 +15,8 @@ import pytest
 
 from zoo.data import embedded_sample_path
 from zoo.data.folder import read_image_folder
-from zoo.weights import load_weights
-from zoo.weights.registry import MANIFEST, SHARD_BYTES, read_manifest
+from zoo.weights import load_weights, weights_info
+from zoo.weights.entries import MANIFEST, read_manifest
 
 PACKAGED = read_manifest(MANIFEST)
 FILE_LIMIT = 20 * 10**6  # no committed file over 20 MB
@@ -84,8 +84,8 @@ def test_all_packaged_weights_stay_under_100_mb():
 def test_each_packaged_cifar10_model_loads_by_name_and_classifies_real_images(entry, sample, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # shards are joined into an empty cache
     images, labels, class_names = sample
-    model = load_weights(entry.name, entry.tag, offline=True)
-    assert tuple(model.zoo_weights["classes"]) == tuple(class_names)
+    model = load_weights(entry.name, entry.tag, offline=True, include_preprocessing=True)  # raw 0..255 RGB
+    assert tuple(weights_info(entry.name, entry.tag)["classes"]) == tuple(class_names)
     accuracy = float(np.mean(np.argmax(model.predict(images, batch_size=100, verbose=0), -1) == labels))
     held_out = entry.metrics["holdout"]["accuracy"]
     assert accuracy >= held_out - 0.1, f"{entry.key}: {accuracy:.3f} on the sample, {held_out:.3f} published"

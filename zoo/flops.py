@@ -11,13 +11,15 @@ import math
 
 import keras
 
+from zoo.errors import ZooError
+
 from zoo.layers.ops import BlurPool2D
 
 
 def _positions(shape) -> int:
     dims = [d for d in shape[1:-1]]
     if any(d is None for d in dims):
-        raise ValueError("count_flops needs a model with a fixed input size; build it with input_shape=(H, W, C).")
+        raise ZooError("count_flops needs a model with a fixed input size; build it with input_shape=(H, W, C).")
     return math.prod(dims)
 
 

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("weights", "publish a training run's weights into the weights registry"),
     "convert": ("weights", "convert keras.applications / torchvision / FishNet weights"),
 }
+NO_TENSORFLOW = ("weights",)  # commands that answer from files alone
 DESCRIPTION = ("zoo: exact All-CNN, ResNet, SqueezeNet, FishNet and VGG builders with switchable "
                "downsampling; train, search and compare them.")
 
@@ -44,6 +45,20 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow (and Keras) with its C++ start-up notices — the absl "before
+    InitializeLog" warning and the oneDNN notice, printed twice, that no environment variable
+    silences — sent to /dev/null; Python errors still raise normally afterwards."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401  (imports tensorflow)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def command_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
     """The parser of one subcommand and the module that runs it (imports that module only)."""
     module_name, text = COMMANDS[command]
@@ -51,6 +66,19 @@ def command_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
     parser = argparse.ArgumentParser(prog=f"zoo {command}", description=text)
     module.add_arguments(parser, command)
     return parser, module
+
+
+def parse_args_with_overrides(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None):
+    """``parser.parse_args`` that also takes ``key=value`` overrides after options
+    (``zoo train R --overwrite train.epochs=3``), which argparse alone rejects once an option has
+    ended the positional ``overrides``. Anything else left over is the usual argparse error."""
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and not isinstance(getattr(args, "overrides", None), list)):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,12 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.parse_args(rest or ["--help"])  # prints help or the argparse error and exits
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     command, rest = rest[0], rest[1:]
+    if not verbose and command not in NO_TENSORFLOW:
+        import_tensorflow_quietly()
     from zoo.errors import ZooError  # keras-free
 
     try:
         parser, module = command_parser(command)
-        from zoo.training.recipe import parse_args_with_overrides  # yaml only
-
         args = parse_args_with_overrides(parser, rest)
         args.command = command
         return int(module.run(args) or 0)

@@ -140,6 +140,7 @@ def residual_stack(x, out: int, blocks: int, *, dilation: int = 1, first_dilatio
 def fishnet_trunk(inputs, cfg: FishNetConfig, plan: SitePlan, *, stem: Literal["imagenet", "cifar"] = "imagenet") -> Trunk:
     """Stem → tail → bridge → body → head → (classifier head). ``stem="cifar"``: no stem
     downsampling by default, for 32×32 inputs."""
+    # long: the paper's four parts (Sun et al. 2018 §3.1, Fig. 2) read in order, as in the authors' code
     planes, res, trans = cfg.planes[1:], cfg.res_blocks, cfg.trans_blocks
     c0 = cfg.planes[0]
     choice, dilation = plan.take("stem")

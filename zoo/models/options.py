@@ -43,7 +43,8 @@ def type_name(annotation: Any) -> str:
 
 
 def matches(value: Any, annotation: Any) -> bool:
-    """Whether ``value`` fits the type hint ``annotation`` (unions, literals, sequences, mappings; bools are no ints)."""
+    """Whether ``value`` fits the type hint ``annotation`` (unions, literals, sequences, mappings; a bool is
+    no int)."""
     if annotation is Any or annotation is inspect.Parameter.empty:
         return True
     if annotation is None or annotation is type(None):

@@ -332,7 +332,8 @@ def default_preprocessing(name: str, channels: int = 3) -> keras.layers.Layer:
                                 name="preprocess")
 
 
-def with_preprocessing(net: keras.Model, layer: keras.layers.Layer | None, source: str = "these weights") -> keras.Model:
+def with_preprocessing(net: keras.Model, layer: keras.layers.Layer | None,
+                       source: str = "these weights") -> keras.Model:
     """``raw 0..255 RGB -> layer -> net`` as one model (the ``include_preprocessing=True`` form)."""
     if layer is None:
         raise ZooError(f"{source} hold the network alone and name no normalisation, so include_preprocessing=True "

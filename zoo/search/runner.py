@@ -67,7 +67,7 @@ class TrialRunner:
         recipe = load_recipe(self.recipe, list(overrides))
         head = {"trial_id": trial_id, **info, "overrides": list(overrides), "started": now(),
                 "tuner_id": os.environ.get("KERASTUNER_TUNER_ID", "tuner0"), "isolate": self.isolate,
-                "recipe": resolve(recipe)}
+                "entry": self.entry, "recipe": resolve(recipe)}
         overwrite = old is not None and old.get("overrides") != list(overrides)  # the id now names another config
         t0 = time.perf_counter()
         run = self._child if self.isolate == "process" else self._inline

@@ -153,6 +153,7 @@ class ReplicatedSteps:
     """The replicated training, evaluation and barrier functions."""
 
     def __init__(self, strategy, model, optimizer, loss_fn, global_batch: int, one_hot: bool, jit_compile: bool = False):
+        # long: the replica functions close over one strategy, model and optimizer and are traced together
         self.strategy = strategy
         replicas = strategy.num_replicas_in_sync
         scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)

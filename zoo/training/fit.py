@@ -78,10 +78,12 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
         strategy = distributed.make_strategy()
     if strategy is not None:
         distributed.check_global_batch(strategy, recipe.data.batch_size)
-    place = place_run(recipe, run_dir, overwrite, strategy)
+    chief = strategy is None or distributed.is_chief(strategy)
+    check_run_dir(recipe, run_dir_for(recipe, run_dir), overwrite)  # a finished run is refused before data loads
     runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)
-    device = apply_training_settings(recipe, verbose=place.chief)
-    data = load_data(recipe)
+    device = apply_training_settings(recipe, verbose=chief)
+    data = load_data(recipe)  # bad data is refused before the run directory is made
+    place = place_run(recipe, run_dir, overwrite, strategy)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model, net = build_model(recipe, data.info, zdata.normalization_layer(recipe.data.normalization,
                                                                                 data.raw_train))

@@ -1,7 +1,9 @@
 """A recipe's data as the fit path consumes it: batched train and validation pipelines."""
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -10,6 +12,22 @@ import tensorflow as tf
 import zoo.data as zdata
 from zoo.errors import ZooError
 from zoo.training.recipe import Recipe
+
+
+class DataError(ZooError):
+    """A data source that cannot be read as the recipe asks (missing, malformed, too small)."""
+
+
+@contextlib.contextmanager
+def data_errors(source: str) -> Iterator[None]:
+    """Turn :mod:`zoo.data`'s errors (plain ``ValueError``/``OSError``: that package imports
+    nothing of the zoo) into a :class:`DataError` naming the source, at the one boundary."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (ValueError, OSError) as err:
+        raise DataError(f"data.source={source!r}: {err}") from err
 
 
 class Data(NamedTuple):
@@ -48,8 +66,9 @@ def load_splits(recipe: Recipe, split: str | None = None, validation: int | floa
                 limit: int | None = None) -> Any:
     """``zoo.data.load`` of the recipe's source (its split, validation and seed unless given)."""
     d = recipe.data
-    return zdata.load(d.source, split=split or d.split, validation=d.validation if validation is None else validation,
-                      seed=d.seed, limit=limit or d.limit, **data_dirs(recipe))
+    with data_errors(d.source):
+        return zdata.load(d.source, split=split or d.split, seed=d.seed, limit=limit or d.limit,
+                          validation=d.validation if validation is None else validation, **data_dirs(recipe))
 
 
 def load_data(recipe: Recipe) -> Data:
@@ -74,13 +93,15 @@ def eval_dataset(recipe: Recipe, source: str, split: str | None, limit: int | No
     d = recipe.data
     common = {"seed": d.seed, "limit": limit or d.limit, **data_dirs(recipe)}
     if split is None:
-        splits = zdata.load(source, split=d.split, validation=d.validation, **common)
+        with data_errors(source):
+            splits = zdata.load(source, split=d.split, validation=d.validation, **common)
         ds, count = splits.validation, splits.info.num_validation
         if ds is None:
-            raise ZooError(f"recipe {recipe.name!r} holds out no validation images (data.validation=0): "
+            raise DataError(f"recipe {recipe.name!r} holds out no validation images (data.validation=0): "
                            "name a split to evaluate on (--split test).")
     else:
-        splits = zdata.load(source, split=split, validation=0, **common)
+        with data_errors(source):
+            splits = zdata.load(source, split=split, validation=0, **common)
         ds, count = splits.train, splits.info.num_train
     out = zdata.make_pipeline(ds, batch_size=batch_size or d.batch_size, training=False,
                               augment=tuple(d.eval_augment), image_size=d.image_size, seed=0, cache=False)

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from zoo import flops as zflops
 from zoo import report as zreport
-from zoo.training.model import from_logits, loss_and_metrics
+from zoo.training.model import loss_and_metrics
 from zoo.training.recipe import Recipe
 
 HOLDOUT = "holdout"  # name of the held-out validation images in reports

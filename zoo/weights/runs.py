@@ -14,7 +14,8 @@ from typing import Any, Sequence
 from zoo.weights.entries import KNOWN_CLASSES, read_json
 from zoo.weights.errors import WeightsError
 
-MODEL_CLASSES = ("InputLayer", "Functional", "Model", "Sequential")  # an inference model's layers other than its normalisation
+# the layers of an inference model that are not its normalisation
+MODEL_CLASSES = ("InputLayer", "Functional", "Model", "Sequential")
 
 
 def run_preprocessing_layer(run_dir: str | Path) -> dict[str, Any]:

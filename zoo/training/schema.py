@@ -1,0 +1,209 @@
+"""The recipe schema: a recipe's six sections as dataclasses, with their defaults and meaning.
+
+A recipe is a YAML file with six sections (``model``, ``data``, ``optimizer``, ``schedule``,
+``train``, ``output``) that map onto the dataclasses below; :mod:`zoo.training.recipe` loads,
+overrides, validates and resolves them.
+
+Weight decay
+    ``optimizer.weight_decay_mode: l2`` (the default for SGD and Adam) is the papers' coupled
+    L2 weight decay, as in Caffe and PyTorch's ``SGD(weight_decay=...)``: the gradient of every
+    weight tensor of rank >= 2 (convolution and dense kernels; not biases or batch-norm
+    scales/offsets) gets ``weight_decay * w`` added before momentum, implemented as a
+    ``keras.regularizers.L2(weight_decay / 2)`` penalty on those variables. The per-epoch
+    ``loss``/``val_loss`` therefore include the penalty; the final evaluation in the report does
+    not. ``decoupled`` (the default and only choice for ``adamw``) uses the Keras optimizer's
+    ``weight_decay`` (Loshchilov & Hutter 2019: ``w -= lr * weight_decay * w``), again on
+    rank >= 2 tensors only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from zoo.errors import ZooError
+
+
+class RecipeError(ZooError):
+    """A recipe that cannot be loaded: unknown file or field, wrong type or impossible value."""
+
+
+# ------------------------------------------------------------------------------------- sections
+@dataclass
+class ModelSection:
+    """``name`` of a registered model; every other key is a build option passed to
+    :func:`zoo.models.registry.build` (``downsample``, ``stem``, ``dropout``, ...)."""
+
+    name: str = "resnet20"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """What to train on and how to feed it (see :func:`zoo.data.load` / ``make_pipeline``).
+
+    ``validation`` is a count of held-out training images (int, e.g. 5000 for CIFAR's 45k/5k
+    split, He et al. 2016 §4.2) or a fraction (float < 1); 0 trains on everything.
+    ``eval_split`` is evaluated once after training (e.g. ``test``) when the source has it.
+    """
+
+    source: str = "embedded"
+    split: str = "train"
+    validation: int | float = 0.1
+    seed: int = 0
+    batch_size: int = 128
+    augment: list[str] = field(default_factory=list)
+    eval_augment: list[str] = field(default_factory=list)
+    normalization: str = "per_channel"
+    image_size: int | None = None
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    limit: int | None = None
+    cache: bool = True
+    shuffle_buffer: int = 10000
+    eval_split: str | None = None
+
+
+@dataclass
+class OptimizerSection:
+    """Optimizer and weight decay; see the module docstring for ``weight_decay_mode``.
+
+    ``weight_decay_mode`` of ``None`` means ``l2`` for sgd/adam and ``decoupled`` for adamw.
+    """
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    weight_decay_mode: Literal["l2", "decoupled"] | None = None
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    clipnorm: float | None = None
+
+    @property
+    def decay_mode(self) -> str:
+        """The weight-decay mode in effect."""
+        if self.weight_decay_mode:
+            return self.weight_decay_mode
+        return "decoupled" if self.name == "adamw" else "l2"
+
+
+@dataclass
+class ScheduleSection:
+    """Learning-rate schedule, evaluated per step; times are in (fractional) epochs.
+
+    - ``constant``: ``lr``;
+    - ``step``: ``lr * gamma ** (milestones passed)`` (He et al. 2016 §4.2; Springenberg et al.
+      2015 §3.1);
+    - ``cosine``: half-cosine from ``lr`` to ``lr * final_factor`` (Loshchilov & Hutter 2017);
+    - ``linear``: linear fall from ``lr`` to ``lr * final_factor`` (Caffe's ``poly`` policy with
+      power 1, the SqueezeNet solver, Iandola et al. 2016);
+    - ``onecycle``: linear rise then linear fall to ``lr * final_factor`` (Smith & Topin 2019);
+      without ``warmup_epochs`` it rises over the first 30% of the schedule.
+
+    Each may start with ``warmup_epochs`` of linear warm-up from ``lr * start_factor`` (Goyal et
+    al. 2017 §2.2); for ``onecycle`` the warm-up is the rising half. ``epochs`` of ``None``
+    stretches the schedule over ``train.epochs``. ``cycles`` > 1 splits the time after the
+    warm-up into that many equal cycles and restarts the decay at each (SGDR with a constant
+    cycle length, Loshchilov & Hutter 2017 §3; the cyclical rate of SWA, Izmailov et al. 2018 §3.1).
+    """
+
+    name: Literal["constant", "step", "cosine", "linear", "onecycle"] = "constant"
+    epochs: float | None = None
+    warmup_epochs: float = 0.0
+    start_factor: float = 0.1
+    milestones: list[float] = field(default_factory=list)
+    gamma: float = 0.1
+    final_factor: float = 0.0
+    cycles: int = 1
+
+
+@dataclass
+class TrainSection:
+    """The training loop.
+
+    ``nan_policy``: ``stop`` ends training at the first NaN/Inf loss, keeps the last good
+    checkpoint and reports status ``nan``; ``raise`` does the same and then raises.
+    ``deterministic`` enables TensorFlow op determinism (bit-identical reruns on one machine).
+    ``jit_compile`` is off by default (XLA was slower on the CPUs measured: results/benchmarks/RUN.md).
+    ``precision``: ``auto`` takes the device's choice (:func:`zoo.training.device.choose_settings`: float32
+    on CPU, mixed_float16 on GPU), or a Keras dtype policy to force one.
+    ``progress``: ``auto`` draws a progress bar on a terminal and one line per epoch otherwise.
+    ``init_weights``: start from these weights instead of a random initialisation (a run directory
+    or its ``model.weights.h5``, the same model and normalisation): a warm restart in the sense of
+    SGDR (Loshchilov & Hutter 2017 §3), or fine-tuning. A resumed run continues from its own
+    checkpoints, not from these.
+    ``swa_start_epoch``: stochastic weight averaging (Izmailov et al. 2018 §3): from this epoch
+    (1-based) on, the weights at the end of every epoch join a running average, which becomes the
+    final model once its BatchNorm statistics are recomputed on the training images (§3.2). ``0``
+    (default) keeps the last epoch's weights. Pair it with a constant or high final rate (§3.1).
+    ``swa_every``: average only every that many epochs from ``swa_start_epoch``: with
+    ``schedule.cycles``, the ends of the cycles, where the rate is lowest (§3.1's cyclical rate).
+    ``teachers``: knowledge distillation (Hinton et al. 2015 §2; :mod:`zoo.training.distill`): trained
+    models (``NAME:TAG``, ``NAME:PATH`` or a ``.keras`` file / run directory) whose softened
+    probabilities, averaged, the student also learns; ``distill_weight`` is the share of the loss
+    they get (the labels get the rest), ``distill_temperature`` the softening ``T``;
+    ``distill_flip`` also shows the teachers each image's horizontal mirror and averages the two
+    views (a better target at twice the teachers' cost).
+    """
+
+    epochs: int = 10
+    seed: int = 0
+    label_smoothing: float = 0.0
+    deterministic: bool = True
+    steps_per_epoch: int | None = None
+    nan_policy: Literal["stop", "raise"] = "stop"
+    jit_compile: bool = False
+    steps_per_execution: int = 1
+    progress: Literal["auto", "bar", "epoch", "none"] = "auto"
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
+    init_weights: str | None = None
+    swa_start_epoch: int = 0
+    swa_every: int = 1
+    teachers: list[str] = field(default_factory=list)
+    distill_weight: float = 0.9
+    distill_temperature: float = 4.0
+    distill_flip: bool = False
+
+
+@dataclass
+class OutputSection:
+    """Where runs go: ``runs_dir/name``, ``name`` defaulting to ``<recipe>-<model>``."""
+
+    runs_dir: str = "runs"
+    name: str | None = None
+    tensorboard: bool = True
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection, "data": DataSection, "optimizer": OptimizerSection,
+    "schedule": ScheduleSection, "train": TrainSection, "output": OutputSection,
+}
+TOP_LEVEL = ("name", "description", *SECTIONS)
+# fields that do not change what is trained: a run may be resumed with them changed
+COSMETIC = {"description": None, "output": None, "train": ("progress",)}
+
+
+@dataclass
+class Recipe:
+    """A whole recipe. ``name`` defaults to the YAML file's stem."""
+
+    name: str = "recipe"
+    description: str = ""
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optimizer: OptimizerSection = field(default_factory=OptimizerSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: OutputSection = field(default_factory=OutputSection)
+
+    @property
+    def run_name(self) -> str:
+        """The run directory's name: ``output.name`` or ``<recipe>-<model>``."""
+        return self.output.name or f"{self.name}-{self.model.name}"
+
+    @property
+    def schedule_epochs(self) -> float:
+        """The schedule's length in epochs."""
+        return self.schedule.epochs if self.schedule.epochs is not None else self.train.epochs
