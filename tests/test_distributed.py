@@ -91,3 +91,56 @@ def test_two_workers_on_localhost_stay_in_sync(tmp_path):
     assert ours.keys() == theirs.keys() and len(ours) > 50
     different = [k for k in ours if not np.array_equal(ours[k], theirs[k])]
     assert not different, f"weights differ across workers: {different[:5]}"
+
+
+def _launch(tmp_path: Path, args: list[str], tag: str) -> tuple[list[subprocess.Popen], list[Path]]:
+    """Two ``zoo train-distributed`` workers on fresh localhost ports, logging to files."""
+    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CONFIG", None)
+    paths = [tmp_path / f"{tag}-worker{i}.log" for i in range(2)]
+    procs = []
+    for i, path in enumerate(paths):
+        with open(path, "w") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "zoo", "train-distributed", *args, "--workers",
+                                           workers, "--index", str(i)], cwd=tmp_path, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT))
+    return procs, paths
+
+
+def _saved_epoch(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "checkpoints" / "last.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_a_killed_two_worker_run_resumes_from_its_last_finished_epoch(tmp_path):
+    """Both workers are killed (SIGKILL) mid-run; rerun, both restart from the chief's run state at
+    the same epoch, and the run ends with every epoch exactly once, the workers in sync."""
+    epochs = 6
+    run_dir = tmp_path / "run"
+    args = ["embedded", "data.limit=1024", "data.batch_size=32", "data.validation=32", "train.epochs=%d" % epochs,
+            "train.progress=none", "output.tensorboard=false", "--run-dir", str(run_dir), "--timeout", "120"]
+    procs, _ = _launch(tmp_path, args, "first")
+    deadline = time.monotonic() + TIMEOUT
+    while _saved_epoch(run_dir) < 1 and all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for p in procs:
+        p.kill()
+        p.wait()
+    killed_at = _saved_epoch(run_dir)
+    assert 1 <= killed_at < epochs and not (run_dir / "report.json").exists(), "the kill came too late"
+
+    procs, logs = _launch(tmp_path, args, "again")
+    for p in procs:
+        p.wait(timeout=TIMEOUT)
+    output = "\n".join(path.read_text()[-3000:] for path in logs)
+    assert [p.returncode for p in procs] == [0, 0], output
+    for path in logs:
+        assert "resuming at epoch" in path.read_text(), output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == "completed" and report["settings"]["training_loop"].startswith("zoo.training")
+    assert [r["epoch"] for r in report["history"]] == list(range(1, epochs + 1))
+    ours, theirs = _weights(run_dir / "model.weights.h5"), _weights(run_dir / "workers" / "worker-1" / "model.weights.h5")
+    assert ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)

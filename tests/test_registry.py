@@ -71,6 +71,8 @@ def test_include_top_false_with_pooling():
     assert zoo.build("resnet20", include_top=False, pooling="avg").output.shape[1:] == (64,)
     model = zoo.build("resnet20", classifier_activation="softmax")
     assert model.layers[-1].name == "predictions"
+    vgg = zoo.build("vgg11", input_shape=(32, 32, 3), num_classes=10, classifier_activation="softmax")
+    assert [x.name for x in vgg.layers[-2:]] == ["predictions", "predictions_activation"]  # the head owns the name
 
 
 def test_out_indices_out_of_range():
@@ -140,9 +142,13 @@ def test_include_preprocessing_needs_rgb_and_a_bool():
         zoo.build("resnet20", include_preprocessing=1)
 
 
-def test_the_zoo_list_command_imports_no_training_stack():
-    code = ("import argparse, sys\nimport zoo.cli.models as cli\np = argparse.ArgumentParser()\n"
-            "cli.add_arguments(p, 'list')\ncli.run(p.parse_args(['resnet2*']))\n"
+@pytest.mark.parametrize("how", [
+    "import argparse\nimport zoo.cli.models as cli\np = argparse.ArgumentParser()\ncli.add_arguments(p, 'list')\n"
+    "cli.run(p.parse_args(['resnet2*']))",
+    "from zoo.cli import main\nassert main(['list', 'resnet2*']) == 0",
+], ids=["command", "dispatcher"])
+def test_the_zoo_list_command_imports_no_training_stack(how):
+    code = (f"import sys\n{how}\n"
             "print(sorted(m for m in ('tensorflow_datasets', 'keras_tuner', 'zoo.training') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert "resnet20" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"

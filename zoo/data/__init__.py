@@ -20,6 +20,7 @@ from zoo.data.sources import (
     EMBEDDED_NAMES,
     KNOWN_TFDS_DATASETS,
     DatasetUnavailableError,
+    is_tfds_name,
     load,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "Splits",
     "ZCAWhitening",
     "embedded_sample_path",
+    "is_tfds_name",
     "load",
     "make_embedded_sample",
     "make_pipeline",

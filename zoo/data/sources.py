@@ -131,6 +131,11 @@ def _open_source(source, *, split, data_dir, manual_dir, size) -> _Source:
     raise _unknown_source_error(source)
 
 
+def is_tfds_name(source: object) -> bool:
+    """Whether ``source`` names a tensorflow-datasets dataset (``cifar10``, ``tfds:name``, ``imagenette/160px``)."""
+    return isinstance(source, str) and (source.startswith(TFDS_PREFIX) or source.split("/")[0] in KNOWN_TFDS_DATASETS)
+
+
 def _looks_like_path(text: str) -> bool:
     suffixes = (*ARCHIVE_SUFFIXES, ".npz")
     return os.path.exists(text) or os.sep in text or "/" in text or text.lower().endswith(suffixes)

@@ -29,8 +29,8 @@ from zoo import report as zreport
 from zoo.search.budget import DEFAULT_LATENCY, Budget, data_info, model_cost
 from zoo.search.memory import peak_rss_mb
 from zoo.search.records import RUN
-from zoo.training import (Recipe, RecipeError, RunFinishedError, RunResult, TrainingDiverged, load_recipe,
-                          train)
+from zoo.training import (Recipe, RecipeError, RunFinishedError, RunResult, TrainingDiverged, check,
+                          load_recipe, train)
 
 __all__ = ["ENTRIES", "main", "record_from_result", "run_trial"]
 
@@ -44,6 +44,7 @@ def run_trial(recipe: Recipe, run_dir: str | Path, *, budget: Budget = Budget(),
     docstring). Returns a JSON-ready record; a recipe field that ``entry`` cannot honour raises
     ``RecipeError`` from :func:`zoo.training.train`."""
     started = time.perf_counter()
+    check(recipe, entry)  # what the entry point cannot honour is refused before the data loads
     latency = {**DEFAULT_LATENCY, **(latency or {})}
     record: dict[str, Any] = model_cost(recipe, data_info(recipe), latency)
     record.update(status="completed", message="", epochs=recipe.train.epochs, history=[])

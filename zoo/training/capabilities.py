@@ -22,6 +22,7 @@ from zoo.training.model import init_weights_path
 from zoo.training.recipe import SECTIONS, Recipe, RecipeError
 
 ENTRY_POINTS = ("train", "trial", "paper", "distributed")
+EVAL_AUGMENTATIONS = ("center_crop", "imagenet_crop")  # deterministic: the random ones apply in training only
 _SEARCH = ("trial", "paper")
 
 
@@ -52,6 +53,9 @@ REFUSALS: tuple[Refusal, ...] = (
             "each trial trains under the search's project directory: use --project-dir instead"),
     Refusal("output.name", _SEARCH,
             "each trial trains under the search's project directory: use --project-dir instead"),
+    Refusal("data.split", _SEARCH,
+            "a search chooses by accuracy on images held out of the training split: keep data.split=train",
+            applies=lambda v: v != "train"),
     Refusal("data.validation", _SEARCH,
             "a search chooses by validation accuracy: hold images out, e.g. data.validation=2000",
             applies=lambda v: not v),
@@ -104,8 +108,12 @@ def validate_recipe(recipe: Recipe) -> None:
         raise RecipeError("train.teachers: distillation needs a student that outputs logits; "
                           "drop model.classifier_activation.")
     d = recipe.data
+    for name_of in ("data_dir", "manual_dir"):
+        if getattr(d, name_of) and not zdata.is_tfds_name(d.source):
+            raise RecipeError(f"data.{name_of} applies to tensorflow-datasets sources only, not {d.source!r}: "
+                              f"drop it (a folder, archive or .npz source is its own path).")
     for name_of, names, valid in (("augment", d.augment, zdata.AUGMENTATIONS),
-                                  ("eval_augment", d.eval_augment, zdata.AUGMENTATIONS),
+                                  ("eval_augment", d.eval_augment, EVAL_AUGMENTATIONS),
                                   ("normalization", [d.normalization], zdata.NORMALIZATIONS)):
         for name in names:
             if name not in valid:

@@ -130,6 +130,11 @@ class DistillingModel(keras.Model):
         settings = (list(teachers), float(weight), float(temperature), bool(flip))
         object.__setattr__(self, "_distill", settings)  # untracked: the teachers stay out of the saved model
 
+    def distillation_facts(self) -> dict[str, Any]:
+        """What this model distils with, for the run's report."""
+        teachers, weight, temperature, flip = self._distill
+        return {"teachers": [t.name for t in teachers], "weight": weight, "temperature": temperature, "flip": flip}
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: D102
         if not training:
             return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)

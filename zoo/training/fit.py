@@ -87,7 +87,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model, net = build_model(recipe, data.info, zdata.normalization_layer(recipe.data.normalization,
                                                                                 data.raw_train))
-        load_init_weights(model, recipe.train.init_weights)
+        extra = {"init_weights": load_init_weights(model, recipe.train.init_weights)}
         model = with_teachers(model, recipe, data.info)
         compile_model(model, recipe, data.info.num_classes, data.steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
@@ -96,13 +96,14 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     announce(recipe, place.run, data, strategy)
     loop = distributed.StepLoop(strategy, model, recipe, data) if distributed.needs_step_loop(strategy) else None
     status = run_epochs(model, recipe, data, callbacks, initial, loop)
+    loop_name = "zoo.training.distributed step" if loop else "keras fit"
+    settings = settings_facts(recipe, model, data.steps_per_epoch, device, loop_name)  # before the final weights
     averaged = None
     if callbacks.swa and status == "completed":
         averaged = callbacks.swa.apply(model, data.train, data.steps_per_epoch)
-    extra = {"distributed": distributed.distributed_facts(strategy, recipe.data.batch_size)} if strategy else {}
-    loop_name = "zoo.training.distributed step" if loop else "keras fit"
-    result = finish(recipe, place, data, model, net, status, callbacks, started, averaged,
-                    settings_facts(recipe, data.steps_per_epoch, device, loop_name), extra)
+    if strategy is not None:
+        extra["distributed"] = distributed.distributed_facts(strategy, recipe.data.batch_size)
+    result = finish(recipe, place, data, model, net, status, callbacks, started, averaged, settings, extra)
     if loop is not None:
         loop.barrier()  # the other workers wait until the chief has written its report
     if status == "nan" and recipe.train.nan_policy == "raise":

@@ -47,12 +47,12 @@ def init_weights_path(init_weights: str | Path) -> Path:
     return path
 
 
-def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> None:
+def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> str | None:
     """Warm-start ``model`` (the inference model: normalisation + net) from ``init_weights``.
     The normalisation statistics are weights too, so they come from the file. Called before
-    ``fit``: on a resume, the run's own state then replaces them."""
+    ``fit``: on a resume, the run's own state then replaces them. Returns the file loaded."""
     if init_weights is None:
-        return
+        return None
     path = init_weights_path(init_weights)
     try:
         model.load_weights(path)
@@ -61,6 +61,7 @@ def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> No
         raise RecipeError(f"train.init_weights: {path} does not fit {model.name} ({first}). Warm starts need "
                           "the same model, options and normalisation as the run that saved it.") from e
     print(f"zoo.train: weights initialised from {path}", flush=True)
+    return str(path)
 
 
 def with_teachers(model: keras.Model, recipe: Recipe, info: Any) -> keras.Model:

@@ -102,16 +102,24 @@ def timing(history: list[dict[str, Any]], started: float, epochs_run: int) -> di
             "resumed_from_epoch": before if before > 0 else None, "epochs_this_session": epochs_run}
 
 
-def settings_facts(recipe: Recipe, steps_per_epoch: int, device: Any = None, loop: str = "keras fit") -> dict:
-    """The settings the run trained with: the recipe's loop fields, the device policy's choice
-    and the loop that ran (``keras fit`` or the replicated step)."""
+def settings_facts(recipe: Recipe, model: keras.Model, steps_per_epoch: int, device: Any = None,
+                   loop: str = "keras fit") -> dict[str, Any]:
+    """The settings the run trained with, read from the live objects where they live (the
+    compiled model, its optimizer and loss, the dtype policy, the device policy's choice, the loop
+    that ran): what the report says is what took effect."""
     t = recipe.train
-    facts = {"jit_compile": t.jit_compile, "steps_per_execution": t.steps_per_execution,
+    loss = getattr(model, "loss", None)
+    facts = {"jit_compile": model.jit_compile, "steps_per_execution": model.steps_per_execution,
              "deterministic": t.deterministic, "seed": t.seed, "batch_size": recipe.data.batch_size,
              "steps_per_epoch": steps_per_epoch, "weight_decay_mode": recipe.optimizer.decay_mode,
+             "l2_penalties": sum(v.regularizer is not None for v in model.trainable_variables),
+             "optimizer": model.optimizer.get_config() if model.optimizer is not None else None,
+             "loss": {"name": type(loss).__name__, **loss.get_config()} if hasattr(loss, "get_config") else None,
              "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
              "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
              "training_loop": loop, "precision": keras.config.dtype_policy().name}
+    if hasattr(model, "distillation_facts"):
+        facts["distillation"] = model.distillation_facts()
     if device is not None:
         facts.update(device=getattr(device, "device", None), device_settings=device.as_dict())
     return facts
