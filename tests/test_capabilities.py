@@ -268,7 +268,7 @@ def _run_entry(entry: str, recipe: dict, tmp: Path) -> tuple[dict, Path, dict]:
     except TrainingDiverged:
         run = run_dir or tmp / "walk-runs" / recipe["output"]["name"]
         return {**zr.read_json(run / "report.json"), "raised": "TrainingDiverged"}, run, recipe
-    if record["status"] == "failed" and "TrainingDiverged" in record.get("message", ""):
+    if record["status"] == "failed" and record.get("message", "").startswith("TrainingDiverged"):
         return {**zr.read_json(run_dir / "report.json"), "raised": "TrainingDiverged"}, run_dir, recipe
     assert record["status"] == "completed", record.get("message")
     return zr.read_json(run_dir / "report.json"), run_dir, recipe
@@ -293,7 +293,9 @@ def test_each_entry_point_honours_every_field_it_does_not_refuse(entry, tmp_path
     assert not failures, f"{entry}: no effect of {failures}"
 
 
-REFUSAL_PROBES = {"train.steps_per_execution": 2, "train.swa_start_epoch": 1, "train.teachers": ["resnet20:cifar10"],
+REFUSAL_PROBES = {"train.steps_per_execution": 2, "train.swa_start_epoch": 1, "train.swa_every": 2,
+                  "train.teachers": ["resnet20:cifar10"], "train.distill_weight": 0.5, "train.distill_temperature": 2.0,
+                  "train.distill_flip": True,
                   "output.runs_dir": "elsewhere", "output.name": "elsewhere", "data.validation": 0,
                   "data.split": "test"}
 
@@ -310,7 +312,10 @@ def test_each_entry_point_refuses_what_it_cannot_honour_before_loading_data(entr
         recipe = base_recipe(tmp_path / "no-such-data.npz")  # loading it would fail differently
         section, _, name = refusal.field.partition(".")
         recipe.setdefault(section, {})[name] = REFUSAL_PROBES[refusal.field]
-        with pytest.raises(RecipeError, match=rf"{refusal.field}=.* not honoured by the {entry} entry point"):
+        named = refusal.field
+        if refusal.field == "train.distill_flip":  # the recipe itself refuses a flip without teachers
+            recipe["train"]["teachers"], named = ["resnet20:cifar10"], "train.teachers"
+        with pytest.raises(RecipeError, match=rf"{named}=.* not honoured by the {entry} entry point"):
             if entry in ("trial", "paper"):
                 run_trial(load_recipe(recipe), tmp_path / "trial", entry=entry)
             else:

@@ -56,6 +56,9 @@ def run_trial(recipe: Recipe, run_dir: str | Path, *, budget: Budget = Budget(),
             record.update(record_from_result(_train(recipe, Path(run_dir), entry, overwrite)))
         except RecipeError:
             raise
+        except TrainingDiverged as err:  # train.nan_policy: raise — a diverged trial counts as a crashed one
+            record.update(record_from_result(RunResult.from_dir(run_dir)), status="failed",
+                          message=f"TrainingDiverged: {err}")
         except Exception as err:  # noqa: BLE001 - a configuration that fails to train fails its trial
             record.update(failure(err))
     record["wall_time_s"] = time.perf_counter() - started
@@ -68,8 +71,6 @@ def _train(recipe: Recipe, run_dir: Path, entry: str, overwrite: bool) -> RunRes
         return train(recipe, run_dir=run_dir, overwrite=overwrite, entry=entry)
     except RunFinishedError:
         print(f"zoo.tune: {run_dir} holds the finished run of this trial; reading its report", flush=True)
-    except TrainingDiverged as err:  # train.nan_policy: raise; the report is written before the raise
-        print(f"zoo.tune: {err}", flush=True)
     return RunResult.from_dir(run_dir)
 
 

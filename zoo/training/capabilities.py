@@ -45,10 +45,10 @@ class Refusal:
 REFUSALS: tuple[Refusal, ...] = (
     Refusal("train.steps_per_execution", ("distributed",),
             "the distributed step runs one batch per call: drop the field (1) or train with `zoo train`"),
-    Refusal("train.swa_start_epoch", ("distributed",),
-            "weight averaging's BatchNorm recompute runs on one process: train it with `zoo train`"),
-    Refusal("train.teachers", ("distributed",),
-            "the teachers are not replicated across workers: distil with `zoo train`"),
+    *(Refusal(f"train.{name}", ("distributed",), "weight averaging's BatchNorm recompute runs on one process: "
+              "train it with `zoo train`") for name in ("swa_start_epoch", "swa_every")),
+    *(Refusal(f"train.{name}", ("distributed",), "the teachers are not replicated across workers: distil with "
+              "`zoo train`") for name in ("teachers", "distill_weight", "distill_temperature", "distill_flip")),
     Refusal("output.runs_dir", _SEARCH,
             "each trial trains under the search's project directory: use --project-dir instead"),
     Refusal("output.name", _SEARCH,

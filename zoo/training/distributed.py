@@ -167,16 +167,21 @@ class ReplicatedSteps:
             losses = model.losses
             return tf.add_n([tf.cast(v, tf.float32) for v in losses]) if losses else tf.constant(0.0)
 
-        def train_replica(x, y):
+        @tf.function(jit_compile=jit_compile)  # train.jit_compile: XLA for the forward and backward pass
+        def gradients(x, y):
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
                 per_example = loss_fn(y, tf.cast(logits, tf.float32))
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 loss += penalty() / replicas  # tf.nn.scale_regularization_loss
                 target = optimizer.scale_loss(loss) if scaled else loss
-            grads = tape.gradient(target, model.trainable_variables)
-            optimizer.apply(grads, model.trainable_variables)
-            return loss, correct(y, logits), tf.cast(tf.shape(logits)[0], tf.float32)
+            return loss, tape.gradient(target, model.trainable_variables), correct(y, logits), \
+                tf.cast(tf.shape(logits)[0], tf.float32)
+
+        def train_replica(x, y):
+            loss, grads, hits, count = gradients(x, y)
+            optimizer.apply(grads, model.trainable_variables)  # all-reduces across replicas: outside XLA
+            return loss, hits, count
 
         def eval_replica(x, y):
             logits = tf.cast(model(x, training=False), tf.float32)
@@ -187,7 +192,7 @@ class ReplicatedSteps:
         def reduce(values):
             return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
 
-        @tf.function(jit_compile=jit_compile)
+        @tf.function
         def train_step(iterator):
             return reduce(strategy.run(train_replica, args=next(iterator)))
 
