@@ -94,12 +94,12 @@ def test_unknown_field_names_field_valid_fields_and_close_match():
     with pytest.raises(RecipeError) as err:
         load_recipe("resnet20-paper", ["optimizer.lrr=0.1"])
     message = str(err.value)
-    assert "optimizer.lrr" in message and "Did you mean optimizer.lr?" in message
+    assert "optimizer.lrr" in message and "Did you mean 'optimizer.lr'?" in message
     assert "momentum" in message and "weight_decay" in message  # lists the section's fields
 
 
 def test_unknown_section_suggests():
-    with pytest.raises(RecipeError, match="Did you mean optimizer"):
+    with pytest.raises(RecipeError, match="Did you mean 'optimizer'"):
         load_recipe("resnet20-paper", ["optimiser.lr=0.1"])
 
 
@@ -140,7 +140,7 @@ def test_bad_override_syntax_and_missing_model():
 
 
 def test_unknown_recipe_name_suggests_close_one():
-    with pytest.raises(RecipeError, match="Did you mean resnet20-paper"):
+    with pytest.raises(RecipeError, match="Did you mean 'resnet20-paper'"):
         load_recipe("resnet20-papr")
 
 

@@ -117,7 +117,7 @@ def test_a_run_dir_without_a_finished_epoch_takes_a_new_recipe(npz, tmp_path):
 
 def test_cli_reports_bad_recipe_and_finished_run(tiny_run, capsys):
     assert main(["embedded", "optimizer.lrr=1"]) == 2
-    assert "Did you mean optimizer.lr?" in capsys.readouterr().err
+    assert "Did you mean 'optimizer.lr'?" in capsys.readouterr().err
     assert main([str(tiny_run.run_dir / "recipe.yaml"), "--run-dir", str(tiny_run.run_dir)]) == 0
     assert "already holds a finished run" in capsys.readouterr().err
 

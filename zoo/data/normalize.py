@@ -44,22 +44,24 @@ def normalization_layer(
             order) used to fit the statistics.
     """
     kind = "none" if kind is None else kind
+    # float32 whatever the global dtype policy: statistics are fitted and applied in full precision
+    # (under mixed_bfloat16 the network casts the normalised images itself, as Keras' mixed precision does)
     if kind not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {kind!r}; valid kinds: {', '.join(NORMALIZATIONS)}")
     if kind == "none":
         return keras.layers.Identity()
     if kind == "scale":
-        return keras.layers.Rescaling(1.0 / 255.0)
+        return keras.layers.Rescaling(1.0 / 255.0, dtype="float32")
     if kind == "imagenet":
         variance = [s * s for s in IMAGENET_STD]
-        return keras.layers.Normalization(axis=-1, mean=list(IMAGENET_MEAN), variance=variance)
+        return keras.layers.Normalization(axis=-1, mean=list(IMAGENET_MEAN), variance=variance, dtype="float32")
     if train_ds is None:
         raise ValueError(f"normalization {kind!r} is fitted on the training data: pass train_ds")
     if kind == "per_channel":
-        layer = keras.layers.Normalization(axis=-1)
+        layer = keras.layers.Normalization(axis=-1, dtype="float32")
         layer.adapt(_image_batches(train_ds, sample))
         return layer
-    layer = ZCAWhitening()
+    layer = ZCAWhitening(dtype="float32")
     layer.adapt(sample_images(train_ds, sample))
     return layer
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import re
 import sys
 import types
@@ -25,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from zoo.errors import did_you_mean
 from zoo.training.schema import (COSMETIC, SECTIONS, TOP_LEVEL, DataSection, ModelSection,
                                  OptimizerSection, OutputSection, Recipe, RecipeError, ScheduleSection,
                                  TrainSection)
@@ -109,8 +109,7 @@ def find_recipe(name: str | Path, relative_to: Path | None = None) -> Path:
             if full.is_file():
                 return full
     known = list_recipes()
-    near = difflib.get_close_matches(path.stem, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(near)}?" if near else ""
+    hint = did_you_mean(path.stem, known)
     raise RecipeError(
         f"no recipe {str(name)!r}: not a file and not in {', '.join(map(str, recipe_dirs())) or 'any recipes/ folder'}."
         f"{hint} Known recipes: {', '.join(known) or 'none'}."
@@ -238,10 +237,9 @@ def _section(cls: type, section: str, raw: Mapping[str, Any]) -> Any:
 
 
 def _unknown_field(key: str, section: str | None, valid: Sequence[str]) -> RecipeError:
-    near = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     where = f"{section}.{key}" if section else key
     scope = f"section {section!r}" if section else "a recipe (top level)"
-    hint = f" Did you mean {(section + '.') if section else ''}{near[0]}?" if near else ""
+    hint = did_you_mean(where, [f"{section}.{v}" if section else v for v in valid], n=1)
     return RecipeError(f"unknown field {where!r}.{hint} Valid fields of {scope}: {', '.join(valid)}.")
 
 

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from zoo.training import distill
-from zoo.training import run as T
+from zoo import training as T
 from zoo.training.recipe import load_recipe
 
 args = sys.argv[1:]

@@ -13,7 +13,10 @@ import itertools
 import numpy as np
 
 import zoo.data as zdata
-from zoo.training import run as T
+from zoo import training as T
+from zoo.training.inputs import pipeline
+from zoo.training.results import metrics_on
+from zoo.training.swa import recompute_batchnorm
 from zoo.training.recipe import load_recipe
 
 FILES = {"published": "zoo/weights/files/resnet20-cifar10-f2ea3a07.weights.h5",
@@ -29,20 +32,20 @@ for name, path in FILES.items():
 
 
 def held_out(label: str) -> None:
-    m = T._metrics_on(model, recipe, data.validation, data.info.num_classes)
+    m = metrics_on(model, recipe, data.validation, data.info.num_classes)
     print(f"{label}: accuracy {100 * m['accuracy']:.2f}%, loss {m['loss']:.4f}", flush=True)
 
 
 model.load_weights(FILES["swa"])
 for augment in (["crop_pad4", "flip", "cutout"], ["crop_pad4", "flip"], []):
     recipe.data.augment = augment
-    images = T._pipeline(recipe, data.raw_train, data.info.num_classes, training=bool(augment))
-    T.recompute_batchnorm(model, images, data.steps_per_epoch)
+    images = pipeline(recipe, data.raw_train, data.info.num_classes, training=bool(augment))
+    recompute_batchnorm(model, images, data.steps_per_epoch)
     held_out(f"swa, BatchNorm statistics from training images with augment={augment or 'none'}")
 
 for size in (2, 3):
     for names in itertools.combinations(FILES, size):
         for variable, *ws in zip(model.trainable_weights, *(weights[n] for n in names)):
             variable.assign(np.mean(ws, axis=0))
-        T.recompute_batchnorm(model, data.train, data.steps_per_epoch)
+        recompute_batchnorm(model, data.train, data.steps_per_epoch)
         held_out(f"uniform soup of {' + '.join(names)}")
