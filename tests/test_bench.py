@@ -250,7 +250,7 @@ def test_a_failing_worker_is_a_failed_run():
 
 def test_worker_modules_import_no_tensorflow():
     """A PyTorch peer's process must hold PyTorch alone: the worker's own imports are TF-free."""
-    modules = ["zoo.bench", "zoo.bench.worker", "zoo.bench.checks", "zoo.bench.timing", "zoo.bench.memory"]
+    modules = ["zoo.bench", "zoo.bench.worker", "zoo.bench.checks", "zoo.bench.timing", "zoo.runtime"]
     code = f"import sys; import {', '.join(modules)}; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)

@@ -1,7 +1,7 @@
 """The weights registry: publish, hash-verified loading by name, cache, downloads, offline mode.
 
 No trained weights are published yet, so a module fixture makes a tiny *run directory* the way
-``zoo.training.run`` leaves one (an inference model raw RGB → fitted per-channel Normalization → resnet20,
+``zoo train`` leaves one (an inference model raw RGB → fitted per-channel Normalization → resnet20,
 its ``model.weights.h5``, ``model.keras`` and ``report.json``) and every test publishes from it into
 a temporary manifest (``ZOO_WEIGHTS_MANIFEST``) with a temporary cache (``KERAS_HOME``).
 """
@@ -38,7 +38,7 @@ def _rgb(batch: int = 2, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A finished-looking zoo.training.run run of resnet20 on a 'cifar10' with random weights."""
+    """A finished-looking `zoo train` run of resnet20 on a 'cifar10' with random weights."""
     run = tmp_path_factory.mktemp("runs") / "resnet20-tiny"
     run.mkdir()
     rng = np.random.default_rng(0)

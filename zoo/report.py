@@ -2,7 +2,7 @@
 
 Nothing here knows about Keras or the zoo. A *history* is a list of per-epoch dicts
 (``epoch`` counted from 1, then ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ...);
-a *report* is the JSON-ready dict that :mod:`zoo.training.run` assembles. Files are written
+a *report* is the JSON-ready dict that :mod:`zoo.training.fit` assembles. Files are written
 atomically (temporary file, then rename), so a killed process never leaves half a file behind.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import Any
 import zoo.data as zdata
 from zoo.bench.checks import BenchError, as_bench_error, check_common
 from zoo.bench.machine import environment_row
-from zoo.bench.memory import peak_rss_mb
+from zoo.runtime import peak_rss_mb
 from zoo.data.augment import check_augmentations
 
 __all__ = ["bench_pipeline"]

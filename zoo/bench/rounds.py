@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo.bench.memory import mem_available_mb
+from zoo.runtime import mem_available_mb
 from zoo.bench.timing import flops_fields, step_stats
 from zoo.bench.worker import Worker
 from zoo.training.device import onednn_enabled

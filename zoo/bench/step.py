@@ -16,7 +16,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from zoo.bench import machine, memory
+from zoo import runtime
+from zoo.bench import machine
 from zoo.bench.checks import BenchError, check_common, default_batch, parse_jit
 from zoo.bench.timing import FLOPS_CONVENTION, flops_fields, step_stats, time_steps
 from zoo.flops import count_flops
@@ -145,9 +146,9 @@ def bench(name: str, mode: str = "train", batch_size: int | None = None, precisi
     jit = parse_jit(jit_compile)
     registry.get_entry(name)
     peak = machine.peak_value(peak_gflops)
-    memory.reset_peak_rss()
+    runtime.reset_peak_rss()
     machine.reset_gpu_peak()
-    rss_before = memory.rss_mb()
+    rss_before = runtime.rss_mb()
     spec = {"impl": "zoo", "name": name, "options": build_options, "mode": mode, "batch_size": batch_size,
             "precision": precision, "jit_compile": jit, "seed": seed}
     runner = make_keras_runner(spec)
@@ -170,7 +171,7 @@ def bench_result(spec: Mapping[str, Any], runner: Any, times: Sequence[float], w
         "jit_compile": runner.jit_compile, "steps": len(times), "warmup": warmup, "warmup_s": warmup_s,
         "build_options": dict(spec.get("options") or {}), "input_shape": list(getattr(runner, "input_shape", ())),
         "params": runner.params, **flops_fields(runner.flops, mode, stats["samples_per_sec"], peak),
-        "flops_convention": FLOPS_CONVENTION, "peak_rss_mb": memory.peak_rss_mb(), "rss_before_mb": rss_before,
+        "flops_convention": FLOPS_CONVENTION, "peak_rss_mb": runtime.peak_rss_mb(), "rss_before_mb": rss_before,
         "peak_gpu_mb": machine.gpu_peak_mb() if runner.impl != "torch" else None,
         "step_times_ms": [1e3 * t for t in times], "environment": machine.environment_row(),
     }

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zoo.bench import memory
+from zoo import runtime
 from zoo.bench.checks import BenchWorkerError
 
 __all__ = ["PREFIX", "Worker", "main", "make_runner", "serve"]
@@ -58,7 +58,7 @@ def _ready(runner: Any, warmup_s: float, rss_before: float | None) -> dict[str, 
                         inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads())
     return {"event": "ready", "label": runner.label, "params": runner.params, "flops": runner.flops,
             "batch_size": runner.batch_size, "policy": runner.policy, "jit_compile": runner.jit_compile,
-            "warmup_s": warmup_s, "rss_before_mb": rss_before, "peak_rss_mb": memory.peak_rss_mb(), **versions}
+            "warmup_s": warmup_s, "rss_before_mb": rss_before, "peak_rss_mb": runtime.peak_rss_mb(), **versions}
 
 
 def serve(spec_text: str) -> int:
@@ -66,8 +66,8 @@ def serve(spec_text: str) -> int:
     lines on stdin until ``quit`` or end of input. Returns the exit status."""
     try:
         spec = json.loads(spec_text)
-        memory.reset_peak_rss()
-        rss_before = memory.rss_mb()
+        runtime.reset_peak_rss()
+        rss_before = runtime.rss_mb()
         runner = make_runner(spec)
         start = time.perf_counter()
         runner.measure(int(spec.get("warmup", 2)))
@@ -83,7 +83,7 @@ def serve(spec_text: str) -> int:
             steps, rewarm = int(words[1]), int(words[2]) if len(words) > 2 else 1
             runner.measure(rewarm)
             times = runner.measure(steps)
-            _emit({"event": "measured", "times": times, "peak_rss_mb": memory.peak_rss_mb()})
+            _emit({"event": "measured", "times": times, "peak_rss_mb": runtime.peak_rss_mb()})
     return 0
 
 

@@ -32,7 +32,7 @@ import keras
 from zoo import report as zreport
 from zoo.search.budget import Budget
 from zoo.search.errors import TuneError
-from zoo.search.memory import peak_rss_mb, reset_peak_rss, rss_mb
+from zoo.runtime import peak_rss_mb, reset_peak_rss, rss_mb
 from zoo.search.records import RECORD, RUN, now, read_record, trial_dir
 from zoo.search.trial import failure, run_trial
 from zoo.training import Recipe, RecipeError, load_recipe, resolve

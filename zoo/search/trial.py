@@ -27,7 +27,7 @@ from typing import Any
 
 from zoo import report as zreport
 from zoo.search.budget import DEFAULT_LATENCY, Budget, data_info, model_cost
-from zoo.search.memory import peak_rss_mb
+from zoo.runtime import peak_rss_mb
 from zoo.search.records import RUN
 from zoo.training import (Recipe, RecipeError, RunFinishedError, RunResult, TrainingDiverged, check,
                           load_recipe, train)

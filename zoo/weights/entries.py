@@ -10,7 +10,7 @@ An entry (one object in ``manifest.json``'s ``weights`` list)::
      "classes": ["airplane", ...],
      "preprocessing": {"kind": "per_channel", "input": "RGB, 0..255, channels last", "layer": {...}},
      "metrics": {"test": {"accuracy": 0.9125}}, "recipe": {"name": "resnet20-paper", ...},
-     "source": "zoo.training.run run resnet20-paper-resnet20", "license": null, "created": "2025-01-01T00:00:00Z"}
+     "source": "zoo train run resnet20-paper-resnet20", "license": null, "created": "2025-01-01T00:00:00Z"}
 
 A file larger than :data:`SHARD_BYTES` is packaged as *shards* instead of ``file``: consecutive byte
 ranges ``files/<name>-<tag>-<sha8>.weights.h5.shard00`` ... each with its own sha256 and size
@@ -19,7 +19,7 @@ repository's size limit. Loading verifies every shard, joins them into the cache
 whole file against ``sha256``.
 
 Every weights file is the weights of the *inference model* ``raw RGB -> preprocessing layer -> zoo
-model`` (what :mod:`zoo.training.run` saves as ``model.weights.h5``): the normalisation travels with
+model`` (what :mod:`zoo.training.fit` saves as ``model.weights.h5``): the normalisation travels with
 the weights (fitted statistics in the file, the layer's Keras serialization in the entry), and
 ``zoo.build(name, weights=TAG, include_preprocessing=True)`` returns the model with it.
 

@@ -6,7 +6,7 @@ call it), in this order:
 
 1. a published tag of the model (``zoo weights NAME``; any manifest): that entry;
 2. an ``os.PathLike``, or text that is an existing path, contains a path separator or ends in
-   ``.h5``: a path, which must exist: a directory is a :mod:`zoo.training.run` run directory (its
+   ``.h5``: a path, which must exist: a directory is a :mod:`zoo.training.fit` run directory (its
    ``model.weights.h5`` and ``report.json``), a file a ``.weights.h5``;
 3. anything else: an unknown tag, refused with the model's tags (and a "did you mean").
 

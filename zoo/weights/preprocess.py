@@ -1,7 +1,7 @@
 """Input preprocessing of published weights, as a Keras layer so that loaded models take raw RGB.
 
 Every published weights file is the weights of an *inference model*: raw 0..255 RGB images →
-a preprocessing layer → the zoo model, the structure :mod:`zoo.training.run` saves. A manifest entry
+a preprocessing layer → the zoo model, the structure :mod:`zoo.training.fit` saves. A manifest entry
 stores that layer as a Keras serialization (``preprocessing["layer"]``), rebuilt here in safe
 mode (no lambdas, only Keras layers and layers registered by zoo modules).
 

@@ -1,6 +1,6 @@
 """Publishing weights: a training run or a weights file becomes a manifest entry (cast, hashed, sharded).
 
-:func:`publish` reads a :mod:`zoo.training.run` run directory (report, weights, normalisation
+:func:`publish` reads a :mod:`zoo.training.fit` run directory (report, weights, normalisation
 layer) and calls :func:`publish_file`, which copies the file (floating arrays cast to the chosen
 ``dtype``), hashes it, packages it beside the manifest (as shards above ``shard_bytes``, see
 :mod:`zoo.weights.entries`) or stages it in the download cache for a URL-only entry, loads it once
@@ -169,7 +169,7 @@ def publish_file(path: str | Path, name: str, tag: str, *, build: Mapping[str, A
     """Publish a weights file as ``name:tag``: copy it (cast to ``dtype``), hash it, write the entry.
 
     ``path`` is an inference model's ``.weights.h5`` (preprocessing layer + model, as
-    :mod:`zoo.training.run` and :func:`zoo.weights.convert.convert` write) or a plain model's (wrapped
+    :mod:`zoo.training.fit` and :func:`zoo.weights.convert.convert` write) or a plain model's (wrapped
     here with ``preprocessing``: a manifest record or a preset, ``"torch"`` / ``"caffe"``). ``build``
     are the ``zoo.build`` options the file fits; ``build`` and ``preprocessing`` default to those in
     ``<path>.json``, the sidecar a conversion writes. With ``package=True`` the file goes into
@@ -206,7 +206,7 @@ def publish(run_dir: str | Path, tag: str, *, dtype: str = "float32", url: str |
             description: str = "", license: str | None = None, manifest: str | Path | None = None,
             files_dir: str | Path | None = None, overwrite: bool = False, allow_unfinished: bool = False,
             verify: bool = True, shard_bytes: int | None = SHARD_BYTES) -> WeightsEntry:
-    """Publish a :mod:`zoo.training.run` run's ``model.weights.h5`` as ``<model>:<tag>``.
+    """Publish a :mod:`zoo.training.fit` run's ``model.weights.h5`` as ``<model>:<tag>``.
 
     Reads the run's ``report.json`` (model, build options, metrics, recipe) and the preprocessing
     layer from its ``model.keras`` (as JSON), then :func:`publish_file`. ``classes`` default to the
@@ -224,6 +224,6 @@ def publish(run_dir: str | Path, tag: str, *, dtype: str = "float32", url: str |
         run / "model.weights.h5", facts["name"], tag, build=facts["build"], preprocessing=facts["preprocessing"],
         classes=run_classes(facts) if classes is None else classes,
         metrics=metrics if metrics is not None else facts["metrics"], recipe=facts["recipe"],
-        source=f"zoo.training.run run {facts['recipe'].get('run_name') or run.name}", description=description,
+        source=f"zoo train run {facts['recipe'].get('run_name') or run.name}", description=description,
         license=license, dtype=dtype, url=url, package=package, manifest=manifest, files_dir=files_dir,
         overwrite=overwrite, verify=verify, shard_bytes=shard_bytes)

@@ -1,4 +1,4 @@
-"""What a :mod:`zoo.training.run` run directory says about its weights, read as data (nothing executed).
+"""What a :mod:`zoo.training.fit` run directory says about its weights, read as data (nothing executed).
 
 A run directory holds ``report.json`` (model, build options, data, metrics, recipe),
 ``model.weights.h5`` (the inference model's weights: normalisation + network) and ``model.keras``,
