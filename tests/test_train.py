@@ -389,3 +389,18 @@ def test_swa_start_epoch_past_the_last_epoch_is_refused():
 
     with pytest.raises(RecipeError, match=r"train.swa_start_epoch must be in \[0, 3\]"):
         load_recipe("resnet20-swa", ["train.epochs=3"])
+
+
+def test_data_that_cannot_train_is_refused_before_a_run_directory_exists(tmp_path, capsys):
+    one_class = tmp_path / "one.npz"
+    np.savez(one_class, x=np.zeros((64, 8, 8, 3), "uint8"), y=np.zeros(64, "int32"))
+    npz = tiny_npz(tmp_path / "few.npz", 96)
+    cases = [([f"data.source={npz}", "data.validation=16", "data.batch_size=100000"], "make no full batch of data.batch_size=100000"),
+             ([f"data.source={one_class}", "data.validation=8"], "1 class found"),
+             (["data.source=" + str(tmp_path / "missing")], "does not exist")]
+    for overrides, message in cases:
+        run = tmp_path / "run"
+        assert main(["embedded", *overrides, "--run-dir", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert not run.exists()

@@ -240,15 +240,17 @@ def render_run_markdown(report: Mapping[str, Any], curves: str | None = CURVES) 
 
 
 def write_run_report(report: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``curves.png`` (when there is a history) and ``report.md``."""
+    """Write ``curves.png`` (when there is a history), ``report.md`` and, last, ``report.json``:
+    the JSON marks a finished run, so a kill before it leaves a run that a rerun completes."""
     directory = Path(directory)
-    paths = {"json": write_json(report, directory / "report.json")}
+    paths = {}
     title = f"{report.get('run_name', '')} ({(report.get('model') or {}).get('name', '')})"
     png = plot_curves(report.get("history") or [], directory / CURVES, title=title)
     if png:
         paths["curves"] = png
     paths["markdown"] = write_text(directory / "report.md",
-                                      render_run_markdown(report, CURVES if png else None))
+                                   render_run_markdown(report, CURVES if png else None))
+    paths["json"] = write_json(report, directory / "report.json")
     return paths
 
 

@@ -71,11 +71,24 @@ def load_splits(recipe: Recipe, split: str | None = None, validation: int | floa
                           validation=d.validation if validation is None else validation, **data_dirs(recipe))
 
 
+def check_trainable(recipe: Recipe, info: Any) -> None:
+    """Refuse data a classifier cannot be trained on: one class, or no full training batch (the
+    training pipeline drops the last partial batch, so nothing would be trained)."""
+    d = recipe.data
+    if info.num_classes < 2:
+        raise DataError(f"data.source={d.source!r}: {info.num_classes} class found; a classifier needs at "
+                        "least two (one sub-folder, or one label value, per class).")
+    if info.num_train < d.batch_size:
+        raise DataError(f"data.source={d.source!r}: {info.num_train} training images make no full batch of "
+                        f"data.batch_size={d.batch_size}; lower data.batch_size (or data.validation).")
+
+
 def load_data(recipe: Recipe) -> Data:
     """The recipe's train and validation pipelines (float32 0..255 images, batched)."""
     d = recipe.data
     splits = load_splits(recipe)
     info = splits.info
+    check_trainable(recipe, info)
     train_ds = pipeline(recipe, splits.train, info.num_classes, training=True)
     val_ds = pipeline(recipe, splits.validation, info.num_classes, False) if splits.validation is not None else None
     batches = int(train_ds.cardinality())  # the training pipeline drops the last partial batch

@@ -61,7 +61,11 @@ def clear_run_dir(path: Path) -> None:
 def check_run_dir(recipe: Recipe, path: Path, overwrite: bool = False) -> bool:
     """Whether ``path`` holds a started run of ``recipe`` that may be resumed (False: start
     afresh). Raises :class:`RunFinishedError` for a finished run and :class:`RunDirError` for a
-    run of a different recipe that finished at least one epoch, unless ``overwrite``."""
+    run of a different recipe that finished at least one epoch, unless ``overwrite``; a run
+    directory that is, or lies under, a file is refused too."""
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunDirError(f"run directory {path}: {blocking} is a file, not a folder; choose another --run-dir.")
     started = (path / "report.json").exists() or bool(zreport.read_history(path / "history.csv"))
     if overwrite or not started:  # a run that never finished an epoch has nothing to keep
         return False
