@@ -21,6 +21,7 @@ def make_pipeline(
     cache: bool = True,
     shuffle_buffer: int = 10000,
     drop_remainder: bool | None = None,
+    first_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images in 0..255, int32 labels)``.
 
@@ -42,33 +43,55 @@ def make_pipeline(
             larger than memory, e.g. ImageNet).
         shuffle_buffer: size of the shuffle buffer.
         drop_remainder: drop the last partial batch; defaults to ``training``.
+        first_epoch: for training, an endless stream of epochs ``first_epoch``,
+            ``first_epoch + 1``, ... (0-based) whose order and augmentation are keyed
+            by ``(seed, epoch)``: the stream that starts at epoch ``k`` is exactly the
+            tail of the one that starts at 0, so a resumed run sees the batches the
+            uninterrupted run saw. ``None``: one pass, reshuffled on every iteration.
     """
     size = as_size(image_size)
     transform = image_transform(augment, training=training, size=size)
     _check_batchable(ds, transform_sets_size=size is not None)
     if cache:
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if transform is not None:
-
-        def augment_example(example, element_seed):
-            image, label = example
-            return transform(image, element_seed), label
-
-        # One stateless seed pair per element, different every epoch.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            augment_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-    ds = ds.batch(
-        batch_size,
-        drop_remainder=training if drop_remainder is None else drop_remainder,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    drop = training if drop_remainder is None else drop_remainder
+    if training and first_epoch is not None:
+        ds = _epoch_stream(ds, first_epoch, seed, shuffle_buffer, transform, batch_size, drop)
+    else:
+        if training:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if transform is not None:
+            # One stateless seed pair per element, different every epoch.
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip(ds, seeds).map(
+                lambda example, s: (transform(example[0], s), example[1]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            )
+        ds = _batched(ds, batch_size, drop)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _batched(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _epoch_stream(ds, first_epoch: int, seed: int, shuffle_buffer: int, transform, batch_size: int,
+                  drop_remainder: bool) -> tf.data.Dataset:
+    """Batched epochs ``first_epoch, first_epoch + 1, ...`` of ``ds``, each shuffled with the seed
+    ``(seed, epoch)``, each element augmented with the stateless seed ``(seed, epoch, index)`` and
+    each epoch batched on its own (no batch straddles two epochs)."""
+    def one_epoch(epoch):
+        order_seed = tf.bitwise.bitwise_xor(tf.cast(seed, tf.int64) * 1_000_003, epoch)
+        epoch_ds = ds.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False)
+        if transform is not None:
+            epoch_ds = epoch_ds.enumerate().map(
+                lambda i, example: (transform(example[0], tf.stack([order_seed, i])), example[1]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            )
+        return _batched(epoch_ds, batch_size, drop_remainder)
+
+    return tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch)
 
 
 def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

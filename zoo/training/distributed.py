@@ -264,11 +264,11 @@ class StepLoop:
     def run(self, callbacks: Sequence[keras.callbacks.Callback], initial_epoch: int = 0) -> None:
         """Epochs ``initial_epoch + 1 .. train.epochs``."""
         hooks = keras.callbacks.CallbackList(list(callbacks), model=self.model, add_history=False, add_progbar=False)
-        persistent = iter(self.train) if self.recipe.train.steps_per_epoch else None
+        stream = iter(self.train)  # endless, keyed by epoch from the first one to run (zoo.training.inputs)
         hooks.on_train_begin()
         for epoch in range(initial_epoch, self.recipe.train.epochs):
             hooks.on_epoch_begin(epoch)
-            logs = self._train_epoch(hooks, persistent or iter(self.train))
+            logs = self._train_epoch(hooks, stream)
             if self.validation is not None:
                 hooks.on_test_begin()
                 logs.update(self.steps.evaluate(self.validation))

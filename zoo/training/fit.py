@@ -28,7 +28,7 @@ from zoo.errors import RunFailedError
 from zoo.training import capabilities, distributed
 from zoo.training.callbacks import EpochStats, HistoryCSV, NanGuard, RunState, WeightsCheckpoint
 from zoo.training.device import apply_training_settings
-from zoo.training.inputs import Data, eval_dataset, load_data
+from zoo.training.inputs import Data, eval_dataset, load_data, pipeline
 from zoo.training.model import build_model, compile_model, load_init_weights, strip_l2, with_teachers
 from zoo.training.recipe import Recipe, load_recipe, resolve
 from zoo.training.results import (HOLDOUT, RunResult, data_facts, metrics_on, model_facts, settings_facts, summaries,
@@ -79,10 +79,12 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     if strategy is not None:
         distributed.check_global_batch(strategy, recipe.data.batch_size)
     chief = strategy is None or distributed.is_chief(strategy)
-    check_run_dir(recipe, run_dir_for(recipe, run_dir), overwrite)  # a finished run is refused before data loads
+    base = run_dir_for(recipe, run_dir)
+    resumable = check_run_dir(recipe, base, overwrite)  # a finished run is refused before data loads
+    done = RunState(base / "checkpoints").saved_epoch() if resumable else 0
     runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)
     device = apply_training_settings(recipe, verbose=chief)
-    data = load_data(recipe)  # bad data is refused before the run directory is made
+    data = load_data(recipe, first_epoch=done)  # bad data is refused before the run directory is made
     place = place_run(recipe, run_dir, overwrite, strategy)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model, net = build_model(recipe, data.info, zdata.normalization_layer(recipe.data.normalization,
@@ -100,7 +102,9 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     settings = settings_facts(recipe, model, data.steps_per_epoch, device, loop_name)  # before the final weights
     averaged = None
     if callbacks.swa and status == "completed":
-        averaged = callbacks.swa.apply(model, data.train, data.steps_per_epoch)
+        # BatchNorm statistics of the average on the epoch after the last (the same batches however the run was resumed)
+        images = pipeline(recipe, data.raw_train, data.info.num_classes, True, first_epoch=recipe.train.epochs)
+        averaged = callbacks.swa.apply(model, images, data.steps_per_epoch)
     if strategy is not None:
         extra["distributed"] = distributed.distributed_facts(strategy, recipe.data.batch_size)
     result = finish(recipe, place, data, model, net, status, callbacks, started, averaged, settings, extra)
@@ -176,8 +180,8 @@ def run_epochs(model: keras.Model, recipe: Recipe, data: Data, callbacks: Callba
             loop.run(callbacks.all, initial)
         else:
             model.fit(data.train, validation_data=data.validation, epochs=recipe.train.epochs, initial_epoch=initial,
-                      steps_per_epoch=data.steps_per_epoch if recipe.train.steps_per_epoch else None,
-                      callbacks=callbacks.all, shuffle=False, verbose=verbosity(recipe.train.progress))
+                      steps_per_epoch=data.steps_per_epoch, callbacks=callbacks.all, shuffle=False,
+                      verbose=verbosity(recipe.train.progress))
     except RuntimeError:
         if callbacks.guard.tripped is None:
             raise

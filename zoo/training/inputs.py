@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,13 +45,16 @@ def one_hot(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
     return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def pipeline(recipe: Recipe, ds: tf.data.Dataset, num_classes: int, training: bool) -> tf.data.Dataset:
+def pipeline(recipe: Recipe, ds: tf.data.Dataset, num_classes: int, training: bool,
+             first_epoch: int | None = None) -> tf.data.Dataset:
     """The recipe's batched pipeline over ``ds``: augmentation in training, one-hot labels when
-    the recipe smooths them."""
+    the recipe smooths them; with ``first_epoch``, the endless epoch-keyed training stream
+    (:func:`zoo.data.make_pipeline`) that a resumed run continues exactly."""
     d = recipe.data
     out = zdata.make_pipeline(ds, batch_size=d.batch_size, training=training,
                               augment=tuple(d.augment if training else d.eval_augment), image_size=d.image_size,
-                              seed=recipe.train.seed, cache=d.cache, shuffle_buffer=d.shuffle_buffer)
+                              seed=recipe.train.seed, cache=d.cache, shuffle_buffer=d.shuffle_buffer,
+                              first_epoch=first_epoch)
     return one_hot(out, num_classes) if recipe.train.label_smoothing > 0 else out
 
 
@@ -83,19 +85,18 @@ def check_trainable(recipe: Recipe, info: Any) -> None:
                         f"data.batch_size={d.batch_size}; lower data.batch_size (or data.validation).")
 
 
-def load_data(recipe: Recipe) -> Data:
-    """The recipe's train and validation pipelines (float32 0..255 images, batched)."""
+def load_data(recipe: Recipe, first_epoch: int = 0) -> Data:
+    """The recipe's train and validation pipelines (float32 0..255 images, batched). Training is
+    an endless stream of epochs from ``first_epoch`` (0-based), each keyed by ``(train.seed,
+    epoch)``: a run resumed after epoch ``k`` sees exactly the batches of the uninterrupted run
+    (with ``train.steps_per_epoch`` an epoch is that many batches of the stream instead)."""
     d = recipe.data
     splits = load_splits(recipe)
     info = splits.info
     check_trainable(recipe, info)
-    train_ds = pipeline(recipe, splits.train, info.num_classes, training=True)
+    train_ds = pipeline(recipe, splits.train, info.num_classes, training=True, first_epoch=first_epoch)
     val_ds = pipeline(recipe, splits.validation, info.num_classes, False) if splits.validation is not None else None
-    batches = int(train_ds.cardinality())  # the training pipeline drops the last partial batch
-    full_steps = batches if batches > 0 else math.ceil(info.num_train / d.batch_size)
-    steps = recipe.train.steps_per_epoch or full_steps
-    if recipe.train.steps_per_epoch:
-        train_ds = train_ds.repeat()
+    steps = recipe.train.steps_per_epoch or info.num_train // d.batch_size  # the last partial batch is dropped
     return Data(train_ds, val_ds, info, splits.train, min(steps * d.batch_size, info.num_train), steps)
 
 
