@@ -100,7 +100,7 @@ def _zoo_runner(name: str, options: dict[str, Any], batch: int | None, **kw: Any
     entry = registry.get_entry(name)
     registry.resolve_plan(name, **options)  # validates the build options before anything is built
     shape = tuple(options.get("input_shape") or entry.input_shape)
-    logits = options.get("classifier_activation") in (None, "linear")
+    logits = registry.outputs_logits(options)
     label = f"zoo {entry.name}" + (f" {json.dumps(options, sort_keys=True)}" if options else "")
     return KerasRunner(lambda: registry.build(name, **options), batch_size=batch or default_batch(shape),
                        label=label, from_logits=logits, **kw)

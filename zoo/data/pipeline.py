@@ -22,6 +22,7 @@ def make_pipeline(
     shuffle_buffer: int = 10000,
     drop_remainder: bool | None = None,
     first_epoch: int | None = None,
+    stop_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images in 0..255, int32 labels)``.
 
@@ -43,11 +44,12 @@ def make_pipeline(
             larger than memory, e.g. ImageNet).
         shuffle_buffer: size of the shuffle buffer.
         drop_remainder: drop the last partial batch; defaults to ``training``.
-        first_epoch: for training, an endless stream of epochs ``first_epoch``,
-            ``first_epoch + 1``, ... (0-based) whose order and augmentation are keyed
-            by ``(seed, epoch)``: the stream that starts at epoch ``k`` is exactly the
-            tail of the one that starts at 0, so a resumed run sees the batches the
-            uninterrupted run saw. ``None``: one pass, reshuffled on every iteration.
+        first_epoch, stop_epoch: for training, the stream of epochs
+            ``first_epoch .. stop_epoch - 1`` (0-based; ``stop_epoch`` defaults to one
+            epoch more) whose order and augmentation are keyed by ``(seed, epoch)``: the
+            stream that starts at epoch ``k`` is exactly the tail of the one that starts
+            at 0, so a resumed run sees the batches the uninterrupted run saw. ``None``:
+            one pass, reshuffled on every iteration.
     """
     size = as_size(image_size)
     transform = image_transform(augment, training=training, size=size)
@@ -56,7 +58,8 @@ def make_pipeline(
         ds = ds.cache()
     drop = training if drop_remainder is None else drop_remainder
     if training and first_epoch is not None:
-        ds = _epoch_stream(ds, first_epoch, seed, shuffle_buffer, transform, batch_size, drop)
+        stop = first_epoch + 1 if stop_epoch is None else stop_epoch
+        ds = _epoch_stream(ds, range(first_epoch, stop), seed, shuffle_buffer, transform, batch_size, drop)
     else:
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -76,22 +79,28 @@ def _batched(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.d
     return ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _epoch_stream(ds, first_epoch: int, seed: int, shuffle_buffer: int, transform, batch_size: int,
+def _epoch_stream(ds, epochs: range, seed: int, shuffle_buffer: int, transform, batch_size: int,
                   drop_remainder: bool) -> tf.data.Dataset:
-    """Batched epochs ``first_epoch, first_epoch + 1, ...`` of ``ds``, each shuffled with the seed
-    ``(seed, epoch)``, each element augmented with the stateless seed ``(seed, epoch, index)`` and
-    each epoch batched on its own (no batch straddles two epochs)."""
-    def one_epoch(epoch):
-        order_seed = tf.bitwise.bitwise_xor(tf.cast(seed, tf.int64) * 1_000_003, epoch)
+    """Batched ``epochs`` of ``ds`` one after the other, each shuffled with a seed made of
+    ``(seed, epoch)``, each element augmented with the stateless seed ``(that seed, index)``, each
+    epoch batched on its own (no batch straddles two epochs). The seeds are Python integers
+    (tf.data's shuffle refuses a tensor seed once the global seed is 0), so the epochs are built
+    here and concatenated as a balanced tree (depth log2 of their number)."""
+    def one_epoch(epoch: int) -> tf.data.Dataset:
+        order_seed = (seed * 1_000_003) ^ epoch
         epoch_ds = ds.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False)
         if transform is not None:
             epoch_ds = epoch_ds.enumerate().map(
-                lambda i, example: (transform(example[0], tf.stack([order_seed, i])), example[1]),
+                lambda i, example: (transform(example[0], tf.stack([tf.constant(order_seed, tf.int64), i])),
+                                    example[1]),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
             )
         return _batched(epoch_ds, batch_size, drop_remainder)
 
-    return tf.data.Dataset.range(first_epoch, 2**62).flat_map(one_epoch)
+    parts = [one_epoch(e) for e in epochs]
+    while len(parts) > 1:
+        parts = [a.concatenate(b) for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
+    return parts[0]
 
 
 def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -383,3 +383,8 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
     return options
+
+
+def outputs_logits(options: Mapping[str, Any]) -> bool:
+    """Whether a model built with ``options`` outputs logits (no ``classifier_activation``)."""
+    return options.get("classifier_activation") in (None, "linear")

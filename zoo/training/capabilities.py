@@ -18,7 +18,7 @@ import zoo.data as zdata
 from zoo.errors import did_you_mean
 from zoo.models import registry
 from zoo.training import distill
-from zoo.training.model import init_weights_path
+from zoo.training.model import from_logits, init_weights_path
 from zoo.training.recipe import SECTIONS, Recipe, RecipeError
 
 ENTRY_POINTS = ("train", "trial", "paper", "distributed")
@@ -104,7 +104,7 @@ def validate_recipe(recipe: Recipe) -> None:
         init_weights_path(recipe.train.init_weights)
     for spec in recipe.train.teachers:
         distill.check_teacher_spec(spec)
-    if recipe.train.teachers and recipe.model.options.get("classifier_activation") not in (None, "linear"):
+    if recipe.train.teachers and not from_logits(recipe):
         raise RecipeError("train.teachers: distillation needs a student that outputs logits; "
                           "drop model.classifier_activation.")
     d = recipe.data

@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.training.model import from_logits
 
 
 def tf_config(workers: str | Sequence[str], index: int) -> dict[str, Any]:
@@ -135,7 +136,7 @@ def check_global_batch(strategy: Any, global_batch: int) -> None:
 
 def per_example_loss(recipe: Any, one_hot: bool) -> keras.losses.Loss:
     """The recipe's cross-entropy without reduction (the replicated step averages it globally)."""
-    logits = recipe.model.options.get("classifier_activation") in (None, "linear")
+    logits = from_logits(recipe)
     if one_hot:
         return keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=recipe.train.label_smoothing,
                                                     reduction=None)

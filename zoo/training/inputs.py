@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -46,7 +47,7 @@ def one_hot(ds: tf.data.Dataset, num_classes: int) -> tf.data.Dataset:
 
 
 def pipeline(recipe: Recipe, ds: tf.data.Dataset, num_classes: int, training: bool,
-             first_epoch: int | None = None) -> tf.data.Dataset:
+             first_epoch: int | None = None, stop_epoch: int | None = None) -> tf.data.Dataset:
     """The recipe's batched pipeline over ``ds``: augmentation in training, one-hot labels when
     the recipe smooths them; with ``first_epoch``, the endless epoch-keyed training stream
     (:func:`zoo.data.make_pipeline`) that a resumed run continues exactly."""
@@ -54,7 +55,7 @@ def pipeline(recipe: Recipe, ds: tf.data.Dataset, num_classes: int, training: bo
     out = zdata.make_pipeline(ds, batch_size=d.batch_size, training=training,
                               augment=tuple(d.augment if training else d.eval_augment), image_size=d.image_size,
                               seed=recipe.train.seed, cache=d.cache, shuffle_buffer=d.shuffle_buffer,
-                              first_epoch=first_epoch)
+                              first_epoch=first_epoch, stop_epoch=stop_epoch)
     return one_hot(out, num_classes) if recipe.train.label_smoothing > 0 else out
 
 
@@ -87,16 +88,18 @@ def check_trainable(recipe: Recipe, info: Any) -> None:
 
 def load_data(recipe: Recipe, first_epoch: int = 0) -> Data:
     """The recipe's train and validation pipelines (float32 0..255 images, batched). Training is
-    an endless stream of epochs from ``first_epoch`` (0-based), each keyed by ``(train.seed,
-    epoch)``: a run resumed after epoch ``k`` sees exactly the batches of the uninterrupted run
-    (with ``train.steps_per_epoch`` an epoch is that many batches of the stream instead)."""
+    the stream of the epochs from ``first_epoch`` (0-based) to the run's end, each keyed by
+    ``(train.seed, epoch)``: a run resumed after epoch ``k`` sees exactly the batches of the
+    uninterrupted run (with ``train.steps_per_epoch`` an epoch is that many batches of the stream)."""
     d = recipe.data
     splits = load_splits(recipe)
     info = splits.info
     check_trainable(recipe, info)
-    train_ds = pipeline(recipe, splits.train, info.num_classes, training=True, first_epoch=first_epoch)
+    full = info.num_train // d.batch_size  # batches of one pass: the last partial batch is dropped
+    steps = recipe.train.steps_per_epoch or full
+    stop = first_epoch + math.ceil((recipe.train.epochs - first_epoch) * steps / full) + 1  # passes the run needs
+    train_ds = pipeline(recipe, splits.train, info.num_classes, True, first_epoch=first_epoch, stop_epoch=stop)
     val_ds = pipeline(recipe, splits.validation, info.num_classes, False) if splits.validation is not None else None
-    steps = recipe.train.steps_per_epoch or info.num_train // d.batch_size  # the last partial batch is dropped
     return Data(train_ds, val_ds, info, splits.train, min(steps * d.batch_size, info.num_train), steps)
 
 

@@ -77,7 +77,7 @@ def with_teachers(model: keras.Model, recipe: Recipe, info: Any) -> keras.Model:
 
 def from_logits(recipe: Recipe) -> bool:
     """Whether the recipe's model outputs logits (no ``classifier_activation``)."""
-    return recipe.model.options.get("classifier_activation") in (None, "linear")
+    return registry.outputs_logits(recipe.model.options)
 
 
 def loss_and_metrics(recipe: Recipe, num_classes: int, one_hot: bool, *, smoothing: bool = True) -> tuple[Any, list]:
