@@ -44,12 +44,9 @@ def make_pipeline(
             larger than memory, e.g. ImageNet).
         shuffle_buffer: size of the shuffle buffer.
         drop_remainder: drop the last partial batch; defaults to ``training``.
-        first_epoch, stop_epoch: for training, the stream of epochs
-            ``first_epoch .. stop_epoch - 1`` (0-based; ``stop_epoch`` defaults to one
-            epoch more) whose order and augmentation are keyed by ``(seed, epoch)``: the
-            stream that starts at epoch ``k`` is exactly the tail of the one that starts
-            at 0, so a resumed run sees the batches the uninterrupted run saw. ``None``:
-            one pass, reshuffled on every iteration.
+        first_epoch, stop_epoch: for training, epochs ``first_epoch .. stop_epoch - 1``
+            (default: one) keyed by ``(seed, epoch)``; a stream from epoch ``k`` is the tail
+            of the one from 0, so a resumed run sees the uninterrupted run's batches.
     """
     size = as_size(image_size)
     transform = image_transform(augment, training=training, size=size)
