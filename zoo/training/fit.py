@@ -94,7 +94,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
         compile_model(model, recipe, data.info.num_classes, data.steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
     callbacks = make_callbacks(recipe, place, data)
-    initial = resume(model, callbacks.state)
+    initial = resume(model, callbacks.state, done)
     announce(recipe, place.run, data, strategy)
     loop = distributed.StepLoop(strategy, model, recipe, data) if distributed.needs_step_loop(strategy) else None
     status = run_epochs(model, recipe, data, callbacks, initial, loop)
@@ -146,9 +146,13 @@ def make_callbacks(recipe: Recipe, place: Placement, data: Data) -> Callbacks:
     return Callbacks(guard, stats, state, callbacks, swa)
 
 
-def resume(model: keras.Model, state: RunState) -> int:
-    """Load the run state of an interrupted run into ``model``; the epochs already finished."""
+def resume(model: keras.Model, state: RunState, expected: int) -> int:
+    """Load the run state of an interrupted run into ``model``; the epochs already finished, which
+    must be the ``expected`` ones the training stream was built to continue from."""
     done = state.restore(model)
+    if done != expected:
+        raise RunFailedError(f"the run state in {state.meta.parent} names epoch {expected} but holds "
+                             f"{'epoch ' + str(done) if done else 'no weights'}; pass --overwrite to train afresh.")
     if done:
         print(f"zoo.train: resuming at epoch {done + 1}: epochs 1-{done} restored from {state.weights}", flush=True)
     return done
