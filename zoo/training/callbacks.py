@@ -135,8 +135,3 @@ class RunState(keras.callbacks.Callback):
         with atomic_path(self.weights) as tmp:
             self.model.save_weights(tmp)
         zreport.write_text(self.meta, json.dumps({"epoch": epoch + 1}))
-
-    def clear(self) -> None:
-        """Forget the state (a finished run keeps its final files instead)."""
-        for path in (self.meta, self.weights):
-            path.unlink(missing_ok=True)
