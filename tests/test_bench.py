@@ -1,6 +1,7 @@
 """Benchmarks: the result fields, CSV records, the pipeline bench, peers, the worker, the CLI, bad input.
 
-The device policy (choose_settings, apply_training_settings) is tested in tests/test_device.py.
+The device policy (choose_settings, resolve_policy, apply_training_settings) is tested in
+tests/test_device.py; `zoo bench --settings [--refresh]` here.
 """
 from __future__ import annotations
 
@@ -153,10 +154,38 @@ def test_cli_bench_json_and_csv(tmp_path, monkeypatch, capsys):
     assert "unknown augmentation" in capsys.readouterr().err
 
 
-def test_cli_bench_settings(capsys):
+def test_cli_bench_settings_shows_and_refreshes_the_policy(tmp_path, monkeypatch, capsys):
+    from zoo.training import calibration, device
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    monkeypatch.setenv("ZOO_DEVICE_POLICY", "auto")
+    calls = []
+
+    def fake(workload, precisions, jit_compile=False):
+        calls.append(workload.key)
+        return {p: 100.0 * (i + 1) for i, p in enumerate(precisions)}
+
+    monkeypatch.setattr(calibration, "measure", fake)
     assert cli.main(["bench", "--settings", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["device"] in ("cpu", "gpu") and out["evidence"]
+    assert out["mode"] == "auto" and out["machine"]["fingerprint"] == device.detect_machine().fingerprint
+    assert out["cache"] == str(tmp_path / "kh" / "zoo" / "device-policy.json") and out["decisions"] == []
+    assert out["static"]["device"] in ("cpu", "gpu") and out["static"]["evidence"] and calls == []
+    args = ["bench", "resnet20", "--settings", "--refresh", "--batch-size", "4", "-o", "input_shape=[16,16,3]"]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert calls == ["resnet20 16x16x3 b4"] and "refreshed: " in text
+    assert "calibrated now on resnet20 16x16x3 b4" in text
+    assert cli.main(["bench", "--settings"]) == 0
+    text = capsys.readouterr().out
+    assert "machine:  " in text and "1 decision(s) for this machine" in text and "resnet20 16x16x3 b4 jit=" in text
+    assert len(calls) == 1  # shown from the cache, not measured again
+    assert cli.main(["bench", "resnet20", "--refresh", "--no-csv"]) == 2
+    assert "--refresh goes with --settings" in capsys.readouterr().err
+    monkeypatch.setenv("ZOO_DEVICE_POLICY", "static")
+    assert cli.main(["bench", "--settings"]) == 0
+    assert "ZOO_DEVICE_POLICY=static" in capsys.readouterr().out
+    assert cli.main(args) == 0 and len(calls) == 2  # an explicit --refresh measures even then
 
 
 # ------------------------------------------------------------------------------- matmul peak
@@ -264,6 +293,26 @@ FIGURE = re.compile(r"(\d+(\.\d+)?\s*x (slower|faster))|(~\s*\d+)|(\d+\s*img/s)|
 
 def test_bench_code_quotes_no_measured_figures():
     root = Path(__file__).resolve().parent.parent / "zoo"
-    for path in [*sorted((root / "bench").glob("*.py")), root / "cli" / "bench.py", root / "training" / "device.py"]:
+    for path in [*sorted((root / "bench").glob("*.py")), root / "cli" / "bench.py", root / "training" / "device.py",
+                 root / "training" / "calibration.py"]:
         hits = [m.group(0) for m in FIGURE.finditer(path.read_text())]
         assert not hits, f"{path}: {hits} (name the results/benchmarks/ file instead)"
+
+
+def test_peers_best_marks_what_zoo_train_picks_and_compares_it_with_each_peers_best():
+    from zoo.bench.peers import BEST, PEER_GROUPS, mark_default
+
+    assert set(PEER_GROUPS) >= {"resnet20", "all_cnn_c", "resnet50"} and BEST == ("fp32", "mixed")
+    row = lambda label, impl, policy, rate: {"impl_label": label, "name": "resnet20", "impl": impl,  # noqa: E731
+                                             "build_options": {}, "dtype_policy": policy, "samples_per_sec": rate}
+    rows = [row("zoo resnet20 [float32]", "zoo", "float32", 800.0),
+            row("zoo resnet20 [mixed_bfloat16]", "zoo", "mixed_bfloat16", 1000.0),
+            row("torch resnet20 [float32]", "torch", "float32", 700.0),
+            row("torch resnet20 [mixed_bfloat16]", "torch", "mixed", 1250.0)]
+    mark_default(rows, "float32")  # a machine where the policy kept float32
+    assert [r["zoo_default"] for r in rows] == [True, False, False, False]
+    assert rows[2]["default_vs"] == rows[3]["default_vs"] == pytest.approx(800 / 1250)
+    assert rows[0]["default_vs"] == pytest.approx(0.8)  # the zoo's own best is bfloat16 here
+    mark_default(rows, "mixed_bfloat16")
+    assert [r["zoo_default"] for r in rows] == [False, True, False, False]
+    assert rows[3]["default_vs"] == pytest.approx(0.8)

@@ -2,9 +2,9 @@
 (``zoo train``, a tune trial, a paper-comparison variant, ``zoo train-distributed``), the field
 either measurably takes effect in a tiny run or the entry point refuses it before any data loads.
 
-Each field has a probe: a value other than its default, set in one of three tiny runs (A: most
+Each field has a probe: a value other than its default, set in one of four tiny runs (A: most
 fields; B: those that need A's run — a warm start, A as teacher — or clash with A; C: a run that
-diverges), and a check of what took effect, read from what the run wrote (its report's settings
+diverges; D: the fields of a model with a PatchWhitening layer, airbench94), and a check of what took effect, read from what the run wrote (its report's settings
 come from the live model, optimizer, loss and dtype policy) or, for fields consumed by the input
 pipeline alone, from the pipeline :func:`zoo.training.inputs.load_data` builds (with the saved
 ``recipe.yaml`` proving the entry point handed the field over intact). A few fields change speed
@@ -31,6 +31,9 @@ from zoo import report as zr
 from zoo.models import registry
 from zoo.search.trial import run_trial
 from zoo.training import ENTRY_POINTS, RecipeError, TrainingDiverged, load_recipe, resolve, train
+from zoo.compat import nested_layers
+from zoo.layers.whitening import patch_covariance, whitening_kernel
+from zoo.training import features
 from zoo.training.capabilities import REFUSALS, default_value, field_value, recipe_fields, refused_fields
 from zoo.training.inputs import load_data
 from zoo.training.schedule import RecipeSchedule
@@ -112,6 +115,43 @@ def normalization_is(kind: str) -> Check:
     return check
 
 
+def _net(recipe: dict) -> keras.Model:
+    m = recipe["model"]
+    return registry.build(m["name"], num_classes=4, input_shape=(12, 12, 3), **{k: v for k, v in m.items() if k != "name"})
+
+
+def batch_norms(recipe: dict) -> int:
+    return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in nested_layers(_net(recipe)))
+
+
+def trainable_variables(recipe: dict) -> int:
+    return len(_net(recipe).trainable_variables)
+
+
+def whitened_from(count: int) -> Check:
+    """The saved whitening kernel is the eigendecomposition of the first ``count`` training images'
+    patches (as the model sees them), with the recipe's eps."""
+    def check(report: dict, run: Path, recipe: dict) -> bool:
+        model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+        r = load_recipe(recipe)
+        images = features.whitening_images(r, load_data(r).raw_train, model.layers[1])
+        layer = features.whitening_layers(model)[0]
+        expected = whitening_kernel(patch_covariance(images, 2), 2, 3, r.train.whitening_eps)
+        return len(images) == count and np.allclose(layer.kernel.numpy(), expected, rtol=1e-3, atol=1e-4)
+    return check
+
+
+def bias_frozen_after(epochs: int) -> Check:
+    """The whitening bias trained in the first ``epochs`` epochs and not after."""
+    def check(report: dict, run: Path, recipe: dict) -> bool:
+        model = keras.saving.load_model(run / "model.keras", safe_mode=True, compile=False)
+        frozen = report["features"]["whitening_bias"]
+        bias = features.whitening_layers(model)[0].bias.numpy()
+        return (frozen["frozen_from_epoch"] == epochs + 1 and np.any(bias != 0)
+                and np.array_equal(bias, np.array(frozen["bias_at_freeze"], "float32")))
+    return check
+
+
 # ------------------------------------------------------------------------------ the probes
 # field -> (group, value, check)
 PROBES: dict[str, tuple[str, Any, Check]] = {
@@ -166,6 +206,17 @@ PROBES: dict[str, tuple[str, Any, Check]] = {
     "train.distill_weight": ("B", 0.5, setting("distillation.weight", 0.5)),
     "train.distill_temperature": ("B", 2.0, setting("distillation.temperature", 2.0)),
     "train.distill_flip": ("B", True, setting("distillation.flip", True)),
+    "data.eval_tta": ("A", "mirror", lambda rep, run, r: 0 <= rep["evaluation"]["holdout"]["accuracy_tta_mirror"] <= 1),
+    "optimizer.bn_bias_lr_scale": ("A", 4.0, lambda rep, run, r: rep["features"]["bn_bias_lr_scale"]
+                                   == {"scale": [4.0], "variables": batch_norms(r)}),
+    "optimizer.decay_biases": ("A", True, lambda rep, run, r: rep["settings"]["l2_penalties"]
+                               == trainable_variables(r) - batch_norms(r)),  # the scaled BN biases decay unscaled
+    "train.lookahead": ("B", {"every": 1}, lambda rep, run, r: rep["features"]["lookahead"]["updates"]
+                        == r["train"]["epochs"] * rep["settings"]["steps_per_epoch"]),  # every step, the last too
+    "train.whitening_images": ("D", 32, whitened_from(32)),
+    "train.whitening_eps": ("D", 1e-3, lambda rep, run, r: rep["features"]["whitening"]["eps"] == 1e-3
+                            and whitened_from(32)(rep, run, r)),
+    "train.whitening_bias_epochs": ("D", 1, bias_frozen_after(1)),
     "output.runs_dir": ("A", None, lambda rep, run, r: run.parent.name == "walk-runs"),  # run_dir not given
     "output.name": ("A", "walk-run", lambda rep, run, r: run.name == "walk-run"),
     "output.tensorboard": ("A", False, lambda rep, run, r: not (run / "tensorboard").exists()),
@@ -193,6 +244,10 @@ def group_recipe(npz: Path, group: str, entry: str, a_run: Path | None = None) -
     recipe = base_recipe(npz)
     refused = refused_fields(entry)
     keep_a = ("model.name", "model.options", "data.normalization", "data.image_size", "data.validation")
+    if group == "D":  # the fields of a model with a PatchWhitening layer
+        keep_a = ()
+        recipe.update(name="walk-whitening", model={"name": "airbench94"})
+        recipe["data"]["image_size"], recipe["train"]["epochs"] = 32, 2
     for field, (g, value, _) in PROBES.items():
         if value is None or field in refused or not (g == group or (g == "A" and field in keep_a)):
             continue
@@ -274,14 +329,20 @@ def _run_entry(entry: str, recipe: dict, tmp: Path) -> tuple[dict, Path, dict]:
     return zr.read_json(run_dir / "report.json"), run_dir, recipe
 
 
-@pytest.mark.parametrize("entry", ENTRY_POINTS)
+# the multi-worker walk (~90 s: two processes per run) is `slow`; its refusals are checked by default below
+WALKS = [pytest.param(e, marks=[pytest.mark.slow]) if e == "distributed" else e for e in ENTRY_POINTS]
+
+
+@pytest.mark.parametrize("entry", WALKS)
 def test_each_entry_point_honours_every_field_it_does_not_refuse(entry, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     npz = walk_npz(tmp_path / "walk.npz")
     refused = refused_fields(entry)
     failures = []
     a_run = None
-    for group in "ABC":
+    for group in "ABCD":
+        if all(field in refused for field, (g, _, _) in PROBES.items() if g == group):
+            continue  # every probe of the group refused (D for distributed): nothing to train
         recipe = group_recipe(npz, group, entry, a_run)
         report, run, used = run_entry(entry, recipe, tmp_path)
         assert load_recipe(run / "recipe.yaml") == load_recipe(used), "the entry point changed the recipe"
@@ -297,7 +358,8 @@ REFUSAL_PROBES = {"train.steps_per_execution": 2, "train.swa_start_epoch": 1, "t
                   "train.teachers": ["resnet20:cifar10"], "train.distill_weight": 0.5, "train.distill_temperature": 2.0,
                   "train.distill_flip": True,
                   "output.runs_dir": "elsewhere", "output.name": "elsewhere", "data.validation": 0,
-                  "data.split": "test"}
+                  "data.split": "test", "train.lookahead": {"every": 2}, "train.whitening_images": 100,
+                  "train.whitening_eps": 1e-3, "train.whitening_bias_epochs": 1}
 
 
 def test_every_refusal_has_a_probe():

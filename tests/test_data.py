@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tarfile
 import zipfile
 from pathlib import Path
@@ -264,6 +265,79 @@ def test_npz_source_train_and_test(tmp_path):
     assert test.info.num_train == 9 and test.info.image_shape == (5, 5, 1)
     with pytest.raises(ValueError, match="0..255"):
         zd.load((np.full((4, 2, 2, 3), 1.5, np.float32) * 200, np.zeros(4, int)))
+
+
+def float_and_uint8_npz(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (48, 6, 6, 3), dtype=np.uint8)
+    labels = np.arange(48) % 3
+    np.savez(tmp_path / "bytes.npz", x=images, y=labels)
+    np.savez(tmp_path / "unit.npz", x=(images / 255.0).astype(np.float32), y=labels)  # the usual x / 255
+    return tmp_path / "unit.npz", tmp_path / "bytes.npz", images
+
+
+def test_float_images_in_0_1_give_the_batches_of_their_uint8_images(tmp_path):
+    unit, raw, images = float_and_uint8_npz(tmp_path)
+
+    def batches(path):
+        splits = zd.load(path, validation=12, seed=5)
+        ds = zd.make_pipeline(splits.train, batch_size=8, training=True, augment=("flip", "crop_pad4"), seed=2,
+                              first_epoch=0, stop_epoch=2)
+        return [x.numpy() for x, _ in ds], splits.info
+
+    (scaled, info), (expected, _) = batches(unit), batches(raw)
+    assert info.image_shape == (6, 6, 3) and len(scaled) == len(expected) == 2 * (36 // 8)
+    for a, b in zip(scaled, expected):
+        np.testing.assert_array_equal(a, b)  # x / 255 * 255 rounds back to the very bytes
+    assert {float(v) for v in np.unique(np.concatenate(scaled))} - {0.0, 1.0}  # not rounded to 0/1 pixels
+
+
+def test_float_images_in_0_255_are_taken_as_they_are_and_other_ranges_refused():
+    labels = np.arange(8) % 2
+    pixels = np.linspace(0, 255, 8 * 2 * 2 * 3, dtype=np.float32).reshape(8, 2, 2, 3)
+    images, _ = to_numpy(zd.load((pixels, labels), validation=0).train)  # in the split's seeded order
+    images = images[np.argsort(images[:, 0, 0, 0])]
+    np.testing.assert_array_equal(images, np.round(pixels).astype(np.uint8))
+    cases = [(pixels - 1, "neither 0..255 pixel values nor floats in 0..1; rescale x"),
+             (pixels * 2, "hold values 0..510"),
+             (np.where(pixels > 100, np.nan, pixels), "NaN or infinite"),
+             (np.full((8, 2, 2), "a"), "must be numbers")]
+    for x, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            zd.load((x, labels), validation=0)
+
+
+def test_skipped_images_are_counted_and_named_and_libjpeg_stays_quiet(tmp_path, capfd):
+    root = make_class_folder(tmp_path / "data")  # one corrupt file
+    (root / "train" / "cat" / "cut.jpg").write_bytes(tf.io.encode_jpeg(tf.zeros((8, 8, 3), tf.uint8)).numpy()[:40])
+    with pytest.warns(UserWarning, match="skipped 2"):
+        info = zd.load(root, validation=0).info
+    assert info.skipped_files == 2 and info.skipped == ("train/cat/cut.jpg", "train/dog/corrupt.jpg")
+    assert "JPEG" not in capfd.readouterr().err  # libjpeg's own line per corrupt file is not printed
+
+
+def test_all_corrupt_or_a_class_without_a_readable_image_is_refused(tmp_path):
+    for cls in ("a", "b"):
+        write_image(tmp_path / "some" / cls / "0.png", 10)
+        (tmp_path / "none" / cls).mkdir(parents=True)
+        (tmp_path / "none" / cls / "0.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut")
+    (tmp_path / "some" / "b" / "0.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"none of the 2 image files .* could be decoded .*replace them"):
+        zd.load(tmp_path / "none")
+    with pytest.raises(ValueError, match=r"class folder\(s\) 'b' of .* hold no readable image"):
+        zd.load(tmp_path / "some")
+
+
+def test_npz_with_wrong_keys_shapes_or_label_count_names_the_fix(tmp_path):
+    x, y = np.zeros((10, 4, 4, 3), np.uint8), np.arange(10) % 2
+    cases = [({"images": x, "labels": y}, "save the images and labels under those names (np.savez(path, x=images"),
+             ({"x": x[:, 0, 0, 0], "y": y}, "got (10,); save x as one array of N images"),
+             ({"x": x, "y": y[:7]}, "got 10 images but 7 labels; give one label per image"),
+             ({"x": x, "y": y - 1}, "save y as class indices 0..K-1")]
+    for i, (arrays, message) in enumerate(cases):
+        np.savez(tmp_path / f"{i}.npz", **arrays)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            zd.load(tmp_path / f"{i}.npz", validation=0)
 
 
 # --- pipeline and augmentation -----------------------------------------------

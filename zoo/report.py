@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
+import shutil
+import signal
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,10 +24,13 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "DiskFullError",
     "atomic_path",
+    "fault_point",
     "plot_curves",
     "read_history",
     "read_json",
+    "remove_stray_temps",
     "render_eval_markdown",
     "render_run_markdown",
     "write_eval_report",
@@ -49,9 +55,11 @@ def write_text(path: str | Path, data: str | bytes) -> Path:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        fault_point(path.name, Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        raise_if_disk_full(err, path, needed=len(data))
         raise
     return path
 
@@ -67,9 +75,101 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o644)
+        fault_point(path.name, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # h5py reports a full disk as either, errno in the text
+        written = tmp.stat().st_size if tmp.exists() else None
+        with contextlib.suppress(OSError):  # free its space now: a writer still holding it open (h5py's file
+            os.truncate(tmp, 0)  # object, kept alive by the traceback) then flushes on close instead of crashing
+        raise_if_disk_full(err, path, written=written)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class DiskFullError(OSError):
+    """A file could not be written for want of disk space (``errno.ENOSPC``); the message names the
+    file, the space free and the space the file needs, and says that the same command resumes."""
+
+    def __init__(self, path: Path, needed: int | None = None, written: int | None = None):
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        try:
+            free = shutil.disk_usage(next(p for p in (path.parent, *path.parents) if p.exists())).free
+        except (OSError, StopIteration):
+            free = None
+        before = path.stat().st_size if path.is_file() else None  # the file it replaces: about what it needs
+        if needed:
+            need = f"{_size(needed)} needed"
+        elif before:
+            need = f"about {_size(before)} needed (the size of the file it replaces)"
+        else:
+            need = f"more than {_size(written)} needed (it ran out there)" if written else "more needed"
+        self.message = (f"no space left on the device to write {path}: {_size(free)} free there, {need}; free some "
+                        f"space and run the same command again (a run resumes after its last finished epoch).")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk is full: ``errno.ENOSPC``, or h5py's text for it."""
+    text = str(err)
+    return (getattr(err, "errno", None) == errno.ENOSPC or f"errno = {errno.ENOSPC}," in text
+            or os.strerror(errno.ENOSPC) in text)
+
+
+def raise_if_disk_full(err: BaseException, path: Path, needed: int | None = None, written: int | None = None) -> None:
+    """Raise :class:`DiskFullError` for ``path`` (from ``err``) when ``err`` is a full disk."""
+    if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, DiskFullError) and is_disk_full(err):
+        raise DiskFullError(path, needed, written) from err
+
+
+def _size(count: float | None) -> str:
+    if count is None:
+        return "unknown"
+    for unit in ("B", "KB", "MB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+TEMP_PATTERNS = (".tmp-*", ".*.tmp")  # the temporary names of atomic_path and write_text
+
+
+def remove_stray_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files a killed writer left in ``folder`` (not below it); returns them.
+    Call it only where no other process is writing (a run directory as its run starts)."""
+    stray = sorted({p for pattern in TEMP_PATTERNS for p in Path(folder).glob(pattern) if p.is_file()})
+    for p in stray:
+        p.unlink(missing_ok=True)
+    return stray
+
+
+# ---------------------------------------------------------------- test hook: fault injection
+FAULT_AT, FAULT_LOG = "ZOO_FAULT_AT", "ZOO_FAULT_LOG"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(label: str, tmp: Path | None = None) -> None:
+    """Test hook (tests/test_fault_injection.py), inert unless ``$ZOO_FAULT_AT`` or
+    ``$ZOO_FAULT_LOG`` is set. ``ZOO_FAULT_AT=LABEL[:N][:partial]`` SIGKILLs this process the
+    ``N``-th time (default 1) it reaches ``LABEL``, first cutting ``tmp`` to half its size with
+    ``partial``. The writers above call it with the name of the file they are about to rename
+    into place (the temporary file written, the rename not done); the fit path with ``batch``
+    after each training batch. ``ZOO_FAULT_LOG`` names a file every label reached is appended to."""
+    if os.environ.get(FAULT_LOG):
+        with open(os.environ[FAULT_LOG], "a") as f:
+            f.write(label + "\n")
+    name, *rest = os.environ.get(FAULT_AT, "").split(":")
+    if name != label:
+        return
+    _fault_hits[label] = _fault_hits.get(label, 0) + 1
+    if _fault_hits[label] != (int(rest[0]) if rest and rest[0] else 1):
+        return
+    if "partial" in rest[1:] and tmp is not None and tmp.exists():
+        os.truncate(tmp, tmp.stat().st_size // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _plain(value: Any) -> Any:
@@ -226,6 +326,8 @@ def render_run_markdown(report: Mapping[str, Any], curves: str | None = CURVES) 
                                        f"temperature {train.get('distill_temperature')}{mirrored})"))
     rows += [(f"{split} accuracy / loss (final weights)",
               f"{_fmt(m.get('accuracy'), '%')} / {_fmt(m.get('loss'))}") for split, m in evaluation.items()]
+    rows += [(f"{split} accuracy with test-time augmentation ({key.removeprefix('accuracy_tta_')})", _fmt(value, "%"))
+             for split, m in evaluation.items() for key, value in m.items() if key.startswith("accuracy_tta_")]
     rows += [("training time", f"{_fmt(timing.get('train_time_s'))} s"),
              ("throughput", f"{_fmt(timing.get('train_images_per_s'))} train images/s")]
     lines += _table(rows) + [""]

@@ -30,6 +30,22 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def check_keras_home() -> None:
+    """Refuse a ``KERAS_HOME`` that is, or lies under, a file: Keras would silently drop its
+    configuration and the zoo could not keep its weights cache there. Imports no Keras (the
+    ``zoo`` command calls it before Keras starts)."""
+    value = os.environ.get("KERAS_HOME")
+    if not value:
+        return
+    path = Path(value).expanduser()
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        from zoo.errors import ZooError
+
+        raise ZooError(f"KERAS_HOME={value}: {blocking} is a file, not a folder; point KERAS_HOME at a folder "
+                       f"(Keras keeps its settings and the zoo its weights cache there) or unset it for ~/.keras.")
+
+
 def cpu_name() -> str:
     """The CPU model, from /proc/cpuinfo where there is one."""
     try:

@@ -5,9 +5,10 @@
   FLOPs and the achieved GFLOP/s as a fraction of this machine's measured fp32 matmul peak
   (:func:`measure_matmul_peak`, :mod:`zoo.bench.machine`). :func:`append_csv`
   (:mod:`zoo.bench.results`) records a result with the machine, versions, settings and date.
-- :func:`sweep` (:mod:`zoo.bench.sweeps`) — the alternatives to the device policy's choice
-  (:func:`zoo.training.device.choose_settings`: XLA on/off/auto, mixed precision, oneDNN off,
-  batch sizes), so the policy stays documented by measurement.
+- :func:`sweep` (:mod:`zoo.bench.sweeps`) — the alternatives to the device policy's static
+  choices (:func:`zoo.training.device.choose_settings`: XLA on/off/auto, mixed precision, oneDNN
+  off, batch sizes). The policy's precision is calibrated on the machine itself
+  (:func:`zoo.training.device.resolve_policy`; ``zoo bench --settings [--refresh]`` shows it).
 - :func:`bench_peers` (:mod:`zoo.bench.peers`) — ResNet-20 against the same network in PyTorch
   (:mod:`zoo.bench.torch_resnet`) and ResNet-50 against ``keras.applications.ResNet50``.
 - :func:`bench_pipeline` (:mod:`zoo.bench.pipeline`) — images/s of :func:`zoo.data.make_pipeline`.
@@ -18,6 +19,7 @@ Measured figures live in ``results/benchmarks/`` (how each was produced: ``RUN.m
 
     zoo bench resnet20 [--mode train|infer] [--batch-size N] [--precision fp32|mixed] [--json]
     zoo bench --sweep [resnet20]      zoo bench --pipeline      zoo bench --peers
+    zoo bench [resnet20] --settings [--refresh]
 
 Attributes load lazily: a benchmark worker (``python -m zoo.bench.worker``) timing PyTorch must
 not import TensorFlow, and importing a submodule runs this package first.

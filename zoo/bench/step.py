@@ -6,11 +6,10 @@ convention is :mod:`zoo.bench.timing`'s.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -22,20 +21,10 @@ from zoo.bench.checks import BenchError, check_common, default_batch, parse_jit
 from zoo.bench.timing import FLOPS_CONVENTION, flops_fields, step_stats, time_steps
 from zoo.flops import count_flops
 from zoo.models import registry
+from zoo.training.calibration import dtype_policy
 from zoo.training.device import resolve_precision
 
 __all__ = ["KerasRunner", "bench", "bench_result", "dtype_policy", "make_keras_runner"]
-
-
-@contextlib.contextmanager
-def dtype_policy(policy: str) -> Iterator[None]:
-    """Keras' global dtype policy set to ``policy`` inside the block, restored after it."""
-    before = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
 
 
 def _macs(model: Any) -> int | None:

@@ -1,7 +1,10 @@
 """``zoo bench --sweep``: the alternatives to the device policy's training settings, measured.
 
-:func:`zoo.training.device.choose_settings` cites ``results/benchmarks/sweep-resnet20.csv``,
-which this writes; re-run it (on an idle machine) before changing that policy.
+The policy's static choices (:func:`zoo.training.device.choose_settings`: XLA off, oneDNN on)
+cite ``results/benchmarks/sweep-resnet20.csv``, which this writes; re-run it (on an idle machine)
+before changing them. The precision is not static: the policy calibrates it on each machine
+(:func:`zoo.training.device.resolve_policy`, ``zoo bench --settings``); the sweep's default row is
+float32.
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.bench.checks import BenchError, default_batch
+from zoo.bench.torch_allconv import all_cnn_c
 from zoo.bench.timing import time_steps
 
 __all__ = ["BUILDERS", "TorchRunner", "make_torch_runner", "resnet20", "resnet50", "torch_precision"]
@@ -132,7 +133,8 @@ def resnet50(num_classes: int = 1000) -> nn.Module:
     return ImageNetResNet((3, 4, 6, 3), num_classes)
 
 
-BUILDERS = {"resnet20": (resnet20, (3, 32, 32), 10), "resnet50": (resnet50, (3, 224, 224), 1000)}
+BUILDERS = {"resnet20": (resnet20, (3, 32, 32), 10), "resnet50": (resnet50, (3, 224, 224), 1000),
+            "all_cnn_c": (all_cnn_c, (3, 32, 32), 10)}
 
 
 # ------------------------------------------------------------------------------------ runner

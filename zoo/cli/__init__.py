@@ -7,10 +7,12 @@ subcommand is asked for. Each such module defines ``add_arguments(parser)`` and
 
     0  done                 2  bad input: a :class:`zoo.errors.ZooError` (one line, no traceback)
     1  the run failed       130  interrupted
+       (or the disk is full: one line, and the same command resumes)
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -92,11 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         top.parse_args(rest or ["--help"])  # prints help or the argparse error and exits
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     command, rest = rest[0], rest[1:]
-    if not verbose and command not in NO_TENSORFLOW:
-        import_tensorflow_quietly()
     from zoo.errors import ZooError  # keras-free
+    from zoo.runtime import check_keras_home  # keras-free
 
     try:
+        check_keras_home()  # before Keras reads it
+        if not verbose and command not in NO_TENSORFLOW:
+            import_tensorflow_quietly()
         parser, module = command_parser(command)
         args = parse_args_with_overrides(parser, rest)
         args.command = command
@@ -104,6 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZooError as err:
         print(f"zoo {command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a full disk (zoo.report.DiskFullError names the file and the space): one line
+        if err.errno != errno.ENOSPC:
+            raise
+        fix = "" if "same command again" in str(err) else "; free some space and run the same command again"
+        print(f"zoo {command}: error: {err}{fix}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"zoo {command}: interrupted", file=sys.stderr)
         return 130

@@ -1,7 +1,11 @@
 """``zoo bench``: throughput of a model's step, ``--sweep``, ``--peers``, ``--pipeline``, ``--settings``.
 
     zoo bench resnet20 [--mode train|infer] [--batch-size N] [--precision fp32|mixed] [--json]
-    zoo bench --sweep [resnet20]      zoo bench --pipeline      zoo bench --peers      zoo bench --settings
+    zoo bench --sweep [resnet20]      zoo bench --pipeline      zoo bench --peers
+    zoo bench [resnet20] --settings [--refresh]    the device policy: machine, cached decisions, cache file
+
+``--settings --refresh`` calibrates the device policy again (:func:`zoo.training.device.resolve_policy`)
+for the named model (with ``--batch-size``, ``-o``, ``--jit-compile``) or the representative kernel.
 
 The Python API is :mod:`zoo.bench`; results are appended to ``results/benchmarks/<name>.csv``.
 """
@@ -21,7 +25,9 @@ from zoo.bench.rounds import print_line
 from zoo.bench.step import bench
 from zoo.bench.sweeps import sweep
 from zoo.models.registry import parse_options
-from zoo.training.device import PRECISIONS, choose_settings
+from zoo.training import device as policy
+from zoo.training.calibration import workload_for
+from zoo.training.device import PRECISIONS
 
 PIPELINE_TARGET = 5  # the pipeline must deliver this many times what the model trains at
 
@@ -30,9 +36,10 @@ def _add_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", help="registered model (default resnet20 for --sweep)")
     parser.add_argument("--mode", default="train", choices=MODES)
     parser.add_argument("--batch-size", type=int, help="default 128 up to 64 px inputs, 32 above")
-    parser.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)} "
+    parser.add_argument("--precision", default="fp32", help=f"{', '.join(PRECISIONS)}; --peers also best: every implementation in float32 and mixed "
                         "(mixed: bfloat16 on CPU, float16 on GPU)")
-    parser.add_argument("--jit-compile", default="false", help="false, true or auto (model.compile's jit_compile)")
+    parser.add_argument("--jit-compile", help="false (default; --settings: the device's), true or auto "
+                        "(model.compile's jit_compile)")
     parser.add_argument("--steps", type=int, help="timed steps (default 20; 15 for --sweep, 10 for --peers)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds for --sweep and --peers")
@@ -51,9 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     what.add_argument("--sweep", action="store_true", help="measure jit/precision/oneDNN/batch-size alternatives")
     what.add_argument("--peers", action="store_true", help="resnet20 vs PyTorch, resnet50 vs keras.applications")
     what.add_argument("--pipeline", action="store_true", help="images/s of zoo.data.make_pipeline")
-    what.add_argument("--settings", action="store_true", help="print choose_settings() for this machine")
+    what.add_argument("--settings", action="store_true", help="the device policy: machine facts, cached "
+                      "decisions with their evidence, cache file")
+    parser.add_argument("--refresh", action="store_true", help="--settings: calibrate the device policy again "
+                        "(for NAME, else the representative kernel)")
     parser.add_argument("--batch-sizes", default="64,128,256", help="--sweep: batch sizes to compare")
-    parser.add_argument("--groups", default="resnet20,resnet50", help="--peers: resnet20, resnet50 or both")
+    parser.add_argument("--groups", default="resnet20,all_cnn_c,resnet50",
+                        help="--peers: comma-separated among resnet20, all_cnn_c, resnet50")
     parser.add_argument("--no-torch", action="store_true", help="--peers without PyTorch")
     parser.add_argument("--threads", type=int, help="--peers/--sweep: compute threads per process (default: all)")
     parser.add_argument("--source", default="embedded", help="--pipeline: dataset (default the embedded sample)")
@@ -106,9 +117,72 @@ def pipeline_line(result: Mapping[str, Any], model: str, model_rate: float | Non
 
 
 # ------------------------------------------------------------------------------ actions
+def decision_line(record: Mapping[str, Any]) -> str:
+    """One line for a cached device-policy calibration."""
+    rates = ", ".join(f"{p} {v:.0f} img/s" for p, v in record["images_per_s"].items()) or "nothing timed"
+    load, cores = record.get("load_average"), record.get("machine", {}).get("cores") or 1
+    busy = "" if load is None else f", load {load:.1f}" + (f" on {cores} cores: noisy" if load > cores else "")
+    return (f"{record['workload']} jit={record['jit_compile']} -> {record['precision']} ({record['date']}{busy}): "
+            f"{rates}; {record['reason']}")
+
+
+def policy_facts(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``zoo bench --settings`` shows, refreshing the named workload's decision with ``--refresh``."""
+    mode, machine = policy.policy_mode(), policy.detect_machine()
+    static = policy.choose_settings(machine.kind)
+    jit = static.jit_compile if args.jit_compile is None else parse_jit(args.jit_compile)
+    if jit == "auto":
+        raise BenchError("--settings needs --jit-compile true or false (the policy times one setting).")
+    workload = workload_for(args.name, args.batch_size, parse_options(args.option)) if args.name else None
+    decision = None
+    if args.refresh:
+        # an explicit --refresh measures even under ZOO_DEVICE_POLICY=static
+        decision = policy.resolve_policy(workload, jit, refresh=True, mode="auto" if mode == "static" else mode,
+                                         log=_log(args))
+    mine, others, note = policy.cached_decisions(machine)
+    timed, skipped = policy.candidates(machine, mode)
+    return {"mode": mode, "mode_means": policy.POLICY_MODES[mode], "machine": {**machine.as_dict(),
+            "fingerprint": machine.fingerprint, "description": machine.describe()}, "static": static.as_dict(),
+            "candidates": timed, "skipped": skipped, "margin": policy.MIN_SPEEDUP,
+            "accuracy": {p: policy.ACCURACY.get(p, "not validated") for p in policy.CANDIDATES[machine.kind]},
+            "cache": str(policy.policy_cache_file()), "decisions": mine, "other_entries": others,
+            "notes": [n for n in (note, *(decision.notes if decision else ())) if n],
+            "refreshed": decision.as_dict() if decision else None,
+            "workload": workload.key if workload else None, "jit_compile": jit}
+
+
+def policy_text(facts: Mapping[str, Any]) -> str:
+    """The human-readable ``zoo bench --settings``."""
+    static = facts["static"]
+    lines = [f"device policy: {policy.POLICY_ENV}={facts['mode']} ({facts['mode_means']})",
+             f"machine:  {facts['machine']['description']}; fingerprint {facts['machine']['fingerprint']}",
+             f"static:   {static['device']}: jit_compile={static['jit_compile']}, {static['data_format']}"
+             + ("" if static["onednn"] is None else f", oneDNN {'on' if static['onednn'] else 'off'}"),
+             *(f"            - {e}" for e in static["evidence"] + static["notes"]),
+             f"timed:    {', '.join(facts['candidates'])}; a reduced precision is chosen when it trains "
+             f">= {facts['margin']:.2f}x as fast as float32 and its accuracy is validated",
+             *(f"            - {p}: {why}" for p, why in facts["skipped"].items()),
+             *(f"            - {p}: {why}" for p, why in facts["accuracy"].items() if p != "float32"),
+             f"cache:    {facts['cache']}: {len(facts['decisions'])} decision(s) for this machine"
+             + (f", {facts['other_entries']} of other machines or library versions" if facts["other_entries"] else "")]
+    fresh = facts["refreshed"] and facts["refreshed"]["record"]
+    lines += [f"  {decision_line(r)}" for r in facts["decisions"] if r != fresh]
+    if facts["refreshed"]:
+        lines.append(f"refreshed: {facts['refreshed']['evidence']}")
+    elif not facts["decisions"] and facts["mode"] != "static":
+        lines.append("  none yet: the first `zoo train` with train.precision=auto calibrates its model, or "
+                     "`zoo bench NAME --settings --refresh`")
+    if facts["workload"] and not facts["refreshed"]:
+        key = (facts["workload"], facts["jit_compile"])
+        if not any((r["workload"], r["jit_compile"]) == key for r in facts["decisions"]):
+            lines.append(f"  no decision cached for {facts['workload']} jit={facts['jit_compile']} "
+                         "(--refresh measures it)")
+    return "\n".join(lines + [f"note: {n}" for n in facts["notes"]])
+
+
 def _settings(args: argparse.Namespace) -> int:
-    s = choose_settings()
-    _say(args, s.as_dict(), f"{s.describe()}\n" + "\n".join(f"  - {e}" for e in s.evidence + s.notes))
+    facts = policy_facts(args)
+    _say(args, facts, policy_text(facts))
     return 0
 
 
@@ -148,7 +222,7 @@ def _step(args: argparse.Namespace) -> int:
     if not args.name:
         raise BenchError("name a model (zoo bench resnet20), or use --sweep, --peers, --pipeline or --settings.")
     result = bench(args.name, args.mode, args.batch_size, args.precision, args.steps or 20, args.warmup,
-                   jit_compile=parse_jit(args.jit_compile), **parse_options(args.option))
+                   jit_compile=parse_jit(args.jit_compile or "false"), **parse_options(args.option))
     text = model_line(result)
     if not args.no_csv:
         text += f"\nappended to {append_csv(result, _csv(args))}"
@@ -161,6 +235,8 @@ ACTIONS = {"settings": _settings, "sweep": _sweep, "peers": _peers, "pipeline": 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark the arguments ask for (one model's step unless a mode flag is given)."""
+    if args.refresh and not args.settings:
+        raise BenchError("--refresh goes with --settings: zoo bench [NAME] --settings --refresh.")
     if args.refresh_peak:
         peak = measure_matmul_peak(refresh=True)
         print(f"zoo bench: fp32 matmul peak {peak['gflops']:.1f} GFLOP/s (n={peak['size']}), cached")

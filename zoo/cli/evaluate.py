@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 
 from zoo.training import evaluate
+from zoo.training.evaluate import locate
+from zoo.weights.modelfile import check_model_file
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -14,12 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--recipe", help="recipe, when no recipe.yaml sits next to the weights")
     parser.add_argument("--limit", type=int, help="evaluate a stratified subset of this many images")
     parser.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+    parser.add_argument("--tta", choices=("none", "mirror", "mirror_translate"),
+                        help="also report the accuracy with this test-time augmentation (airbench's views: "
+                             "mirror, or mirror and one-pixel translations; default: the recipe's data.eval_tta)")
     parser.add_argument("--output-dir", help="where eval_report.json/.md go (default: beside the model)")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_model_file(locate(args.model)[0])  # truncated or refused by safe mode: one line, before data
     result = evaluate(args.model, args.source, args.split, recipe=args.recipe, overrides=args.overrides,
-                      limit=args.limit, batch_size=args.batch_size, output_dir=args.output_dir)
+                      limit=args.limit, batch_size=args.batch_size, output_dir=args.output_dir, tta=args.tta)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
     print(f"zoo eval: {result.report['split']} of {result.report['source']}: {metrics}; "
           f"report {result.files['markdown']}")

@@ -1,8 +1,11 @@
 """``zoo weights``, ``zoo publish`` and ``zoo convert``: thin calls into :mod:`zoo.weights`.
 
-``zoo weights`` reads manifests only (:mod:`zoo.weights.entries`, no Keras); publishing and
-converting build models, so their modules are imported inside their commands (keeps ``zoo
-weights`` free of TensorFlow).
+``zoo weights [NAME]`` lists the zoo's own weights (the manifests) and the upstream ImageNet weights
+(:mod:`zoo.weights.imagenet`: publisher, the publisher's top-1, whether converted, downloaded or not
+yet) from files alone (no Keras). ``zoo weights add NAME TAG PATH`` converts a checkpoint downloaded
+by hand (the FishNet authors'; pins its sha256), ``zoo weights fetch NAME TAG`` downloads and converts
+an upstream entry now. Publishing and converting build models, so their modules are imported inside
+their commands (keeps ``zoo weights`` free of TensorFlow).
 """
 from __future__ import annotations
 
@@ -13,7 +16,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from zoo.errors import ZooError
 from zoo.weights.entries import list_weights, weights_table
+from zoo.weights.imagenet import list_upstream
+from zoo.weights.upstream import upstream_table
 
 
 def _console() -> Console:
@@ -21,14 +27,32 @@ def _console() -> Console:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    """``zoo weights [NAME]``: one line per published entry (``--json``: the manifest entries)."""
+    """``zoo weights [NAME]``: one line per published entry, then the upstream ones (``--json``: the
+    manifest entries, then the upstream records); ``add`` / ``fetch``: :func:`_add`, :func:`_fetch`."""
+    words = list(args.words)
+    if words and words[0] in ACTIONS:
+        return ACTIONS[words[0]](words[1:], args)
+    if len(words) > 1:
+        raise ZooError(f"zoo weights takes one model name, got {' '.join(words)}; to add a checkpoint: "
+                       f"zoo weights add NAME TAG PATH.")
+    args.name = words[0] if words else None
     if args.json:
-        print(json.dumps([e.to_json() for e in list_weights(args.name)], indent=2))
+        print(json.dumps([e.to_json() for e in list_weights(args.name)]
+                         + [u.to_json() for u in list_upstream(args.name)], indent=2))
         return 0
     rows = weights_table(args.name)
-    if not rows:
+    ups = upstream_table(args.name)
+    if not rows and not ups:
         _console().print(f"no published weights{' for ' + args.name if args.name else ''} yet.")
         return 0
+    if rows:
+        _zoo_table(rows, args)
+    if ups:
+        _upstream_table(ups, args)
+    return 0
+
+
+def _zoo_table(rows: list[dict], args: argparse.Namespace) -> None:
     table = Table("name", "tag", "accuracy", "dtype", "MB", "where", "sha256", box=box.SIMPLE_HEAD,
                   pad_edge=False, collapse_padding=True)  # fits 80 columns: rich's width for a pipe
     for column in table.columns:
@@ -41,7 +65,63 @@ def cmd_weights(args: argparse.Namespace) -> int:
     if args.name or args.long:  # descriptions are paragraphs: below the table, one per entry
         for r in rows:
             console.print(f"\n[bold]{r['name']}:{r['tag']}[/bold] {r['description']}", highlight=False)
+
+
+SHORT = {"keras.applications": "keras", "FishNet authors": "FishNet"}  # publishers, in 80 columns
+
+
+def _upstream_table(rows: list[dict], args: argparse.Namespace) -> None:
+    """The upstream ImageNet weights: converted on first use; top-1 is the publisher's figure."""
+    table = Table("name", "tag", "publisher", "top-1*", "MB", "where", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True, title="upstream ImageNet weights")
+    for column in table.columns:
+        column.no_wrap = True
+    for r in rows:
+        table.add_row(r["name"], r["tag"], SHORT.get(r["publisher"], r["publisher"]),
+                      "–" if r["top1"] is None else f"{r['top1']:.2f}%",
+                      "–" if r["size_mb"] is None else f"{r['size_mb']:.1f}", r["where"])
+    console = _console()
+    console.print(table)
+    console.print("* the publisher's ImageNet-1k top-1, not measured here.", highlight=False)
+    console.print("zoo.build(NAME, weights=TAG) downloads and converts on first use;", highlight=False)
+    console.print("a file downloaded by hand: zoo weights add NAME TAG PATH.", highlight=False)
+    if args.name or args.long:
+        for r in rows:
+            console.print(f"\n[bold]{r['name']}:{r['tag']}[/bold] {r['description']}", highlight=False)
+
+
+def _add(words: list[str], args: argparse.Namespace) -> int:
+    """``zoo weights add NAME TAG PATH [--overwrite]``: :func:`zoo.weights.upstream.add_checkpoint`."""
+    if len(words) != 3:
+        raise ZooError("usage: zoo weights add NAME TAG PATH (e.g. zoo weights add fishnet99 imagenet "
+                       "fishnet99_ckpt.tar)")
+    from zoo.cli import import_tensorflow_quietly
+    from zoo.weights.upstream import add_checkpoint  # converts: TensorFlow only for this action
+
+    import_tensorflow_quietly()
+
+    out = add_checkpoint(*words, overwrite=args.overwrite)
+    _console().print(f"added {words[0]}:{words[1]} -> {out}; zoo.build({words[0]!r}, weights={words[1]!r}) "
+                     f"loads it", highlight=False)
     return 0
+
+
+def _fetch(words: list[str], args: argparse.Namespace) -> int:
+    """``zoo weights fetch NAME TAG``: download and convert an upstream entry now."""
+    if len(words) != 2:
+        raise ZooError("usage: zoo weights fetch NAME TAG (e.g. zoo weights fetch vgg16 imagenet)")
+    from zoo.cli import import_tensorflow_quietly
+    from zoo.weights.imagenet import get_upstream
+    from zoo.weights.upstream import materialize
+
+    import_tensorflow_quietly()
+
+    out = materialize(get_upstream(*words), include_top=not args.no_top)
+    _console().print(f"{words[0]}:{words[1]} ready: {out}", highlight=False)
+    return 0
+
+
+ACTIONS = {"add": _add, "fetch": _fetch}  # zoo weights ACTION ...
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -83,8 +163,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", nargs="?", help="only this model's weights")
-    p.add_argument("--json", action="store_true", help="the full manifest entries")
+    p.add_argument("words", nargs="*", metavar="NAME | add NAME TAG PATH | fetch NAME TAG",
+                   help="only this model's weights; add: convert a checkpoint downloaded by hand (pins its sha256); "
+                        "fetch: download and convert an upstream entry now")
+    p.add_argument("--json", action="store_true", help="the full manifest entries and upstream records")
+    p.add_argument("--overwrite", action="store_true", help="add: replace a pinned checkpoint")
+    p.add_argument("--no-top", action="store_true", help="fetch: the headless file where there is one")
     p.add_argument("--long", action="store_true", help="each entry's description too (always with NAME)")
     p.set_defaults(func=cmd_weights)
 

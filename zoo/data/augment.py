@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from zoo.data.imageops import resize_if_needed, resize_uint8
 
-AUGMENTATIONS = ("crop_pad4", "flip", "cutout", "imagenet_crop", "center_crop")
+AUGMENTATIONS = ("crop_pad4", "flip", "cutout", "imagenet_crop", "center_crop", "translate2", "alternating_flip")
+TRANSLATE_PIXELS = 2  # airbench94's hyp['aug']['translate']
 CENTER_CROP_FRACTION = 0.875  # 224 / 256
 RESIZED_CROP_AREA = (0.08, 1.0)
 RESIZED_CROP_ASPECT = (3 / 4, 4 / 3)
@@ -43,6 +44,28 @@ def pad_and_random_crop(image: tf.Tensor, seed: tf.Tensor, padding: int = 4) -> 
     """
     padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
     return tf.image.stateless_random_crop(padded, tf.shape(image), seed=seed)
+
+
+def random_translate(image: tf.Tensor, seed: tf.Tensor, pixels: int = TRANSLATE_PIXELS) -> tf.Tensor:
+    """Shift by up to ``pixels`` each way (each of the ``(2 pixels + 1)**2`` shifts equally likely),
+    the edge reflected into the gap: airbench's translation (Jordan 2024; the authors' ``batch_crop``
+    of a reflection-padded image), where ``crop_pad4`` pads 4 zero pixels."""
+    padded = tf.pad(image, [[pixels, pixels], [pixels, pixels], [0, 0]], mode="REFLECT")
+    return tf.image.stateless_random_crop(padded, tf.shape(image), seed=seed)
+
+
+def flip_bit(identity: tf.Tensor, seed: int) -> tf.Tensor:
+    """The fixed random bit ``b_i`` of image ``identity`` (its index before any shuffle) under ``seed``."""
+    key = tf.stack([tf.constant(seed, tf.int64) ^ 0x5F1F, tf.cast(identity, tf.int64)])
+    return tf.random.stateless_uniform([], key) < 0.5
+
+
+def alternating_flip(image: tf.Tensor, identity: tf.Tensor, epoch: int, seed: int) -> tf.Tensor:
+    """Airbench's alternating flip (Jordan 2024 §3.5): mirror image ``identity`` in ``epoch``
+    (0-based) iff ``b_i XOR (epoch odd)``: epoch 0 flips a random half, every odd epoch exactly the
+    other images, so each image is seen both ways in every two epochs."""
+    flip = tf.math.logical_xor(flip_bit(identity, seed), tf.constant(epoch % 2 == 1))
+    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
 
 
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -103,17 +126,23 @@ def center_crop(image: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
 
 
 def image_transform(
-    names: Sequence[str], *, training: bool, size: tuple[int, int] | None
+    names: Sequence[str], *, training: bool, size: tuple[int, int] | None, epoch_keyed: bool = False
 ) -> Transform | None:
     """Compose the augmentations into one ``(image, seed) -> image`` function.
 
     Geometry first (``imagenet_crop``/``center_crop`` or a plain resize to
-    ``size``), then ``crop_pad4``, then ``flip``, then ``cutout``. Random augmentations only
-    apply when ``training``; at evaluation ``imagenet_crop`` becomes its
-    standard counterpart ``center_crop``. Returns ``None`` when nothing
-    needs to be done.
+    ``size``), then ``crop_pad4``, then ``translate2``, then ``flip``, then ``cutout``. Random
+    augmentations only apply when ``training``; at evaluation ``imagenet_crop`` becomes its
+    standard counterpart ``center_crop``. ``alternating_flip`` needs each image's identity and
+    epoch: with ``epoch_keyed`` the caller applies it (:func:`alternating_flip`, the epoch-keyed
+    training stream of :func:`zoo.data.make_pipeline`); without, it is a random ``flip``.
+    Returns ``None`` when nothing needs to be done.
     """
     names = set(check_augmentations(names))
+    if "alternating_flip" in names:
+        names.discard("alternating_flip")
+        if not epoch_keyed:
+            names.add("flip")
     if names & {"imagenet_crop", "center_crop"} and size is None:
         raise ValueError("imagenet_crop and center_crop need image_size")
     random_crop = training and "imagenet_crop" in names
@@ -121,7 +150,8 @@ def image_transform(
     pad_crop = training and "crop_pad4" in names
     flip = training and "flip" in names
     cutout = training and "cutout" in names
-    if not (random_crop or central or pad_crop or flip or cutout or size):
+    translate = training and "translate2" in names
+    if not (random_crop or central or pad_crop or flip or cutout or translate or size):
         return None
 
     def transform(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -134,6 +164,8 @@ def image_transform(
             image = resize_if_needed(image, size)
         if pad_crop:
             image = pad_and_random_crop(image, seeds[1])
+        if translate:  # its own seed, like cutout's
+            image = random_translate(image, tf.random.experimental.stateless_fold_in(seed, 4))
         if flip:
             image = random_flip(image, seeds[2])
         if cutout:  # its own seed, so adding it leaves the other augmentations' draws as they were

@@ -10,11 +10,15 @@ not ImageNet-sized folders.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import sys
 import tarfile
 import warnings
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -80,6 +84,7 @@ def read_image_folder(
     if data is None:
         data = _decode_folder(path, split, size)
         save_arrays(cache_file, _to_arrays(data))
+    _check_every_class_read(data, path)
     if data.skipped:
         _warn_skipped(path, data.skipped)
     return data
@@ -184,13 +189,30 @@ def _decode_folder(path: Path, split: str, size: tuple[int, int] | None) -> Imag
     labels = np.array([class_index[cls] for _, cls in entries], dtype=np.int32)
 
     payload = [contents[name] for name in names]
-    channels, first_size = _probe(payload, from_files, path)
-    target = size or first_size
-    kept, images, original_sizes = _decode_all(payload, from_files, channels, target)
+    with _quiet_stderr():  # libjpeg prints a line per corrupt JPEG; the skipped files are counted instead
+        channels, first_size = _probe(payload, from_files, path)
+        target = size or first_size
+        kept, images, original_sizes = _decode_all(payload, from_files, channels, target)
+    if not len(kept):
+        raise _none_decoded(len(payload), path)
     if size is None:
         _check_same_size(names, kept, original_sizes, target, path)
     skipped = tuple(np.delete(np.array(names, dtype=object), kept))
     return ImageFolderData(images, labels[kept], class_names, skipped)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null (the C libraries' messages); Python errors still raise."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _probe(payload: list, from_files: bool, path: Path) -> tuple[int, tuple[int, int]]:
@@ -205,9 +227,16 @@ def _probe(payload: list, from_files: bool, path: Path) -> tuple[int, tuple[int,
         if len(shapes) == _PROBE_IMAGES:
             break
     if not shapes:
-        raise ValueError(f"none of the {len(payload)} image files in {path} could be decoded")
+        raise _none_decoded(len(payload), path)
     channels = 1 if all(shape[-1] == 1 for shape in shapes) else 3
     return channels, (int(shapes[0][0]), int(shapes[0][1]))
+
+
+def _none_decoded(count: int, path: Path) -> ValueError:
+    return ValueError(
+        f"none of the {count} image files in {path} could be decoded (corrupt, truncated or not "
+        f"images); replace them with readable {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files"
+    )
 
 
 def _decode_all(
@@ -249,7 +278,17 @@ def _check_same_size(
         raise ValueError(
             f"images in {path} differ in size ({names[kept[0]]} is {target[0]}x{target[1]}, "
             f"{example} is {height}x{width}, {odd.size} differ in all); "
-            f"pass image_size=... to resize them while loading"
+            f"pass image_size=N to resize them all to NxN while loading"
+        )
+
+
+def _check_every_class_read(data: ImageFolderData, path: Path) -> None:
+    counts = np.bincount(data.labels, minlength=len(data.class_names))
+    empty = [name for name, count in zip(data.class_names, counts) if count == 0]
+    if empty:
+        raise ValueError(
+            f"class folder(s) {', '.join(map(repr, empty))} of {path} hold no readable image (every file "
+            f"failed to decode); replace their files with readable images or remove the folder(s)"
         )
 
 

@@ -23,6 +23,7 @@ class DatasetInfo:
     num_train: int
     num_validation: int
     skipped_files: int = 0  # corrupt/unreadable images skipped while decoding
+    skipped: tuple[str, ...] = ()  # their names (folders and archives)
 
 
 @dataclass

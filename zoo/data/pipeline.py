@@ -6,23 +6,14 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from zoo.data.augment import image_transform
+from zoo.data.augment import alternating_flip, image_transform
 from zoo.data.imageops import ImageSize, as_size
 
 
 def make_pipeline(
-    ds: tf.data.Dataset,
-    *,
-    batch_size: int,
-    training: bool,
-    augment: Sequence[str] = (),
-    image_size: ImageSize = None,
-    seed: int = 0,
-    cache: bool = True,
-    shuffle_buffer: int = 10000,
-    drop_remainder: bool | None = None,
-    first_epoch: int | None = None,
-    stop_epoch: int | None = None,
+    ds: tf.data.Dataset, *, batch_size: int, training: bool, augment: Sequence[str] = (),
+    image_size: ImageSize = None, seed: int = 0, cache: bool = True, shuffle_buffer: int = 10000,
+    drop_remainder: bool | None = None, first_epoch: int | None = None, stop_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images in 0..255, int32 labels)``.
 
@@ -49,14 +40,16 @@ def make_pipeline(
             of the one from 0, so a resumed run sees the uninterrupted run's batches.
     """
     size = as_size(image_size)
-    transform = image_transform(augment, training=training, size=size)
+    keyed = training and first_epoch is not None
+    transform = image_transform(augment, training=training, size=size, epoch_keyed=keyed)
     _check_batchable(ds, transform_sets_size=size is not None)
     if cache:
         ds = ds.cache()
     drop = training if drop_remainder is None else drop_remainder
     if training and first_epoch is not None:
         stop = first_epoch + 1 if stop_epoch is None else stop_epoch
-        ds = _epoch_stream(ds, range(first_epoch, stop), seed, shuffle_buffer, transform, batch_size, drop)
+        flip_seed = seed if "alternating_flip" in augment else None
+        ds = _epoch_stream(ds, range(first_epoch, stop), seed, shuffle_buffer, transform, batch_size, drop, flip_seed)
     else:
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -77,15 +70,23 @@ def _batched(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.d
 
 
 def _epoch_stream(ds, epochs: range, seed: int, shuffle_buffer: int, transform, batch_size: int,
-                  drop_remainder: bool) -> tf.data.Dataset:
+                  drop_remainder: bool, flip_seed: int | None = None) -> tf.data.Dataset:
     """Batched ``epochs`` of ``ds`` one after the other, each shuffled with a seed made of
     ``(seed, epoch)``, each element augmented with the stateless seed ``(that seed, index)``, each
     epoch batched on its own (no batch straddles two epochs). The seeds are Python integers
     (tf.data's shuffle refuses a tensor seed once the global seed is 0), so the epochs are built
-    here and concatenated as a balanced tree (depth log2 of their number)."""
+    here and concatenated as a balanced tree (depth log2 of their number). With ``flip_seed``,
+    each image is then mirrored by :func:`~zoo.data.augment.alternating_flip`, keyed by its index
+    before the shuffle and the epoch (a shuffle's order does not depend on what it shuffles, so
+    the batches are otherwise those without it)."""
     def one_epoch(epoch: int) -> tf.data.Dataset:
         order_seed = (seed * 1_000_003) ^ epoch
-        epoch_ds = ds.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False)
+        source = ds if flip_seed is None else ds.enumerate()
+        epoch_ds = source.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False)
+        if flip_seed is not None:
+            epoch_ds = epoch_ds.map(
+                lambda identity, example: (alternating_flip(example[0], identity, epoch, flip_seed), example[1]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if transform is not None:
             epoch_ds = epoch_ds.enumerate().map(
                 lambda i, example: (transform(example[0], tf.stack([tf.constant(order_seed, tf.int64), i])),

@@ -43,7 +43,7 @@ class _Source:
     class_names: tuple[str, ...]
     image_shape: tuple
     select: Callable[[np.ndarray], tf.data.Dataset]  # positions -> (image, label) dataset
-    skipped_files: int = 0
+    skipped: tuple[str, ...] = ()  # names of the image files that could not be decoded
 
 
 def load(
@@ -99,7 +99,8 @@ def load(
         image_shape=src.image_shape,
         num_train=len(train_idx),
         num_validation=len(val_idx),
-        skipped_files=src.skipped_files,
+        skipped_files=len(src.skipped),
+        skipped=src.skipped,
     )
     validation_ds = src.select(val_idx) if len(val_idx) else None
     return Splits(train=src.select(train_idx), validation=validation_ds, info=info)
@@ -163,18 +164,31 @@ def _unknown_source_error(name: str) -> ValueError:
 
 
 def _as_uint8_images(x: np.ndarray) -> np.ndarray:
+    """``x`` as ``uint8`` 0..255 images ``(N, H, W, C)``: ``uint8`` as it is, integers and floats in
+    0..255 rounded, floats that all lie in [0, 1] (images already divided by 255) scaled by 255.
+    Anything else (NaN, other ranges, non-numbers) is refused with the fix."""
     images = np.asarray(x)
     if images.ndim == 3:
         images = images[..., np.newaxis]
     if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, H, W) or (N, H, W, C), got {images.shape}")
+        raise ValueError(
+            f"images must have shape (N, H, W) or (N, H, W, C), got {images.shape}; "
+            f"save x as one array of N images (e.g. uint8 of shape (N, 32, 32, 3))"
+        )
     if images.dtype == np.uint8:
         return images
+    floating = np.issubdtype(images.dtype, np.floating)
+    if not (floating or np.issubdtype(images.dtype, np.integer)):
+        raise ValueError(f"images must be numbers, got dtype {images.dtype}; save x as uint8 0..255 pixel values")
+    if images.size and floating and not np.isfinite(images).all():
+        raise ValueError("images hold NaN or infinite values; save x as uint8 0..255 (or float 0..1) pixel values")
     low, high = (float(images.min()), float(images.max())) if images.size else (0.0, 0.0)
-    if low < 0 or high > 255:
+    if floating and low >= 0 and high <= 1:
+        images = images * 255.0  # float images in [0, 1]: the usual x / 255
+    elif low < 0 or high > 255:
         raise ValueError(
-            f"images must hold pixel values in 0..255, found {low:g}..{high:g}; "
-            f"multiply images scaled to 0..1 by 255"
+            f"images hold values {low:g}..{high:g}, neither 0..255 pixel values nor floats in 0..1; "
+            f"rescale x to 0..255 (uint8) or 0..1 (float) before saving it"
         )
     return np.round(images).astype(np.uint8)
 
@@ -182,9 +196,13 @@ def _as_uint8_images(x: np.ndarray) -> np.ndarray:
 def _as_labels(y: np.ndarray, count: int) -> np.ndarray:
     labels = np.asarray(y).reshape(-1)
     if len(labels) != count:
-        raise ValueError(f"got {count} images but {len(labels)} labels")
+        raise ValueError(
+            f"got {count} images but {len(labels)} labels; give one label per image (y of shape ({count},))"
+        )
     if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
-        raise ValueError(f"labels must be non-negative integers, got dtype {labels.dtype}")
+        raise ValueError(
+            f"labels must be non-negative integers, got dtype {labels.dtype}; save y as class indices 0..K-1"
+        )
     return labels.astype(np.int32)
 
 
@@ -195,7 +213,10 @@ def _array_source(
     labels = _as_labels(y, len(images))
     num_classes = len(class_names) if class_names is not None else int(labels.max(initial=-1)) + 1
     if labels.size and labels.max() >= num_classes:
-        raise ValueError(f"label {labels.max()} is out of range for {num_classes} class names")
+        raise ValueError(
+            f"label {labels.max()} is out of range for {num_classes} class names; "
+            f"give one class name per label value 0..{labels.max()}"
+        )
     names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
     shape = (*size, images.shape[-1]) if size else tuple(images.shape[1:])
 
@@ -221,13 +242,17 @@ def _npz_source(path: Path, split: str, size) -> _Source:
                 names = [str(c) for c in arrays["class_names"]] if "class_names" in arrays else None
                 return _array_source(path.stem, arrays[x_key], arrays[y_key], names, size=size)
         wanted = " or ".join(f"{x}/{y}" for x, y in _NPZ_KEYS[split])
-        raise ValueError(f"{path} has arrays {sorted(arrays.files)}; split={split!r} needs {wanted}")
+        first_x, first_y = _NPZ_KEYS[split][0]
+        raise ValueError(
+            f"{path} has arrays {sorted(arrays.files)}; split={split!r} needs {wanted}: save the images "
+            f"and labels under those names (np.savez(path, {first_x}=images, {first_y}=labels))"
+        )
 
 
 def _folder_source(path: Path, split: str, size, name: str | None = None) -> _Source:
     data = read_image_folder(path, split=split, image_size=size)
     source = _array_source(name or dataset_name(path), data.images, data.labels, data.class_names)
-    return replace(source, skipped_files=len(data.skipped))
+    return replace(source, skipped=tuple(data.skipped))
 
 
 # --- tensorflow-datasets -----------------------------------------------------

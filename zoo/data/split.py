@@ -26,7 +26,8 @@ def validation_count(validation: float | int, num_examples: int) -> int:
         if not 0 <= validation < num_examples:
             raise ValueError(
                 f"validation={validation} examples must be >= 0 and smaller than "
-                f"the {num_examples} examples available"
+                f"the {num_examples} examples available; hold out fewer (a count below "
+                f"{num_examples}, or a fraction such as validation=0.1)"
             )
         return int(validation)
     if not 0.0 <= validation < 1.0:

@@ -322,9 +322,13 @@ def conv_site(
     pool_kernel: int = 3,
     name: str,
     dilation: int = 1,
+    target: int | None = None,
 ):
     """Apply a conv site: the published stride-``stride`` convolution of size ``kernel``.
 
+    ``target`` is the site's published output size where it is not the strided convolution's
+    (airbench's ``same`` convolution then 2×2 max-pool halves 31 px to 15, where a padded 3×3/2
+    convolution would give 16): every choice then reaches it (the strided one unpadded).
     ``pad`` is its published symmetric padding (default ``(kernel-1)//2``). Pooling choices run the
     convolution at stride 1 and pool after it with a ``pool_kernel`` window; ``s2d`` runs it at
     stride 1 on the space-to-depth input (SPD-Conv); ``none`` runs it at stride 1, size-preserving.
@@ -334,12 +338,12 @@ def conv_site(
     """
     size = _spatial(x)
     pad = (kernel - 1) // 2 if pad is None else pad
-    target = out_size(size, kernel, stride, pad)
+    target = out_size(size, kernel, stride, pad) if target is None else target
     same = dict(strides=1, padding="same", dilation_rate=dilation)
     if choice.kind == "none":
         return conv_fn(x, name=name, **same)
     if choice.kind == "conv":
-        x = _pad(x, (pad, pad), f"{name}_pad")
+        x = _pad(x, pads_for(size, kernel, stride, target, pad), f"{name}_pad")
         return conv_fn(x, strides=stride, padding="valid", name=name)
     if pad != (kernel - 1) // 2 and size is not None:  # not "same" at stride 1: pad explicitly
         span = dilation * (kernel - 1) + 1

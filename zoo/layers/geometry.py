@@ -1,6 +1,8 @@
 """Output sizes and the paddings that make a downsampling site reach a target size (pure arithmetic)."""
 from __future__ import annotations
 
+from zoo.errors import ZooError
+
 
 def out_size(size: int | None, kernel: int, stride: int, pad: int | str) -> int | None:
     """Output length of a window op: ``pad`` is a symmetric int or ``"ceil"`` (PyTorch ceil_mode)."""

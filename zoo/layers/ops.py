@@ -170,8 +170,16 @@ def _fusable(layer, inputs, training, mask) -> bool:
     return True
 
 
+FUSED_INPUT_DTYPES = ("float32", "bfloat16", "float16")  # FusedBatchNormV3's T; statistics stay float32 (its U)
+
+
 def _fused_training_call(self, inputs):
-    x = tf.cast(inputs, "float32")  # Keras also normalises in float32 under mixed precision
+    # Under mixed precision the activations go in as they are (bfloat16/float16): the kernel
+    # accumulates its statistics in float32 and takes float32 scale/offset, as Keras 2's fused
+    # mixed-precision BatchNorm did; casting them to float32 first costs two passes over every
+    # activation forward and backward (about a third of the ResNet-20 bfloat16 step on an AMX CPU).
+    dtype = inputs.dtype.name if hasattr(inputs.dtype, "name") else str(inputs.dtype)
+    x = inputs if dtype in FUSED_INPUT_DTYPES else tf.cast(inputs, "float32")
     channels = x.shape[-1]
     gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones((channels,), "float32")
     beta = tf.cast(self.beta, "float32") if self.center else tf.zeros((channels,), "float32")

@@ -354,12 +354,15 @@ def build(name: str, weights: str | os.PathLike | None = None, *, include_prepro
           **options: Any) -> keras.Model:
     """Build registered model ``name``, with random or published weights (the contract of the module docstring).
 
-    ``weights``: ``None`` (random), a published tag (``zoo weights NAME`` lists them) or a path (a
-    ``.weights.h5`` file or a training run's directory). ``options`` are :class:`CommonOptions` and
-    the family's options; with weights they go on top of the published build options.
+    ``weights``: ``None`` (random), a published tag (``zoo weights NAME`` lists them: the zoo's own,
+    and upstream ImageNet weights such as ``"imagenet"``, downloaded and converted on first use) or a
+    path (a ``.weights.h5`` file or a training run's directory). ``options`` are :class:`CommonOptions`
+    and the family's options; with weights they go on top of the published build options (loading
+    options such as ``offline=``, ``progress=`` go to the weights loader).
 
     >>> model = build("all_cnn_c", num_classes=10)                       # normalised input, logits
     >>> model = build("resnet20", weights="cifar10", include_preprocessing=True)   # raw 0..255 RGB in
+    >>> pixels = build("vgg16", weights="imagenet", features_only=True, out_indices=(0,))  # up to pool1
     """
     if not isinstance(include_preprocessing, bool):
         raise ZooError(f"include_preprocessing must be True or False, got {include_preprocessing!r}.")

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo import flops as zflops
+from zoo.errors import ZooError
 from zoo.search.errors import TuneError
 from zoo.search.space import BLUR_SIZES, SearchSpace
 from zoo.training import Recipe, build_model, load_data, load_recipe
@@ -98,6 +99,8 @@ def data_info(recipe: Recipe) -> Any:
     :class:`TuneError` before any training."""
     try:
         return load_data(recipe).info
+    except ZooError:
+        raise  # already one line naming the field and the fix (zoo.training.inputs.DataError)
     except Exception as err:
         raise TuneError(f"cannot load the data of recipe {recipe.name!r} (data.source={recipe.data.source!r}): "
                         f"{type(err).__name__}: {err}") from err

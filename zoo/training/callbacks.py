@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py  # Keras' own weights-file library
 import keras
 import numpy as np
 
@@ -58,6 +59,9 @@ class EpochStats(keras.callbacks.Callback):
         self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self._start, self._train_end = time.perf_counter(), None
 
+    def on_train_batch_end(self, batch, logs=None):
+        zreport.fault_point("batch")  # the test hook: a kill inside an epoch (inert unless asked for)
+
     def on_test_begin(self, logs=None):
         if self._start is not None and self._train_end is None:
             self._train_end = time.perf_counter()
@@ -107,17 +111,34 @@ class WeightsCheckpoint(keras.callbacks.Callback):
 class RunState(keras.callbacks.Callback):
     """What a killed run resumes from: after every finished epoch, the whole training state
     (model and optimizer variables: ``model.save_weights`` of a compiled model holds both) goes to
-    ``checkpoints/last.weights.h5`` and the epoch to ``checkpoints/last.json``, each written to a
-    temporary file and renamed, the epoch last: the JSON never names an epoch whose weights are
-    not complete. :meth:`restore` loads it before ``fit`` and returns the epoch to start from
-    (``fit(initial_epoch=...)``, public Keras). The same file is the last good epoch a NaN falls
-    back to."""
+    ``checkpoints/last.weights.h5``, written to a temporary file and renamed, the epoch it holds
+    recorded inside it (the HDF5 attribute ``zoo_epoch``): weights and epoch are one file, one
+    rename, so no kill can pair the weights of one epoch with another's number. ``last.json``
+    repeats the epoch afterwards for people and scripts (a kill between the two renames leaves it
+    one epoch behind; :meth:`saved_epoch` trusts the weights file). :meth:`restore` loads the state
+    before ``fit`` and returns the epoch to start from (``fit(initial_epoch=...)``, public Keras).
+    The same file is the last good epoch a NaN falls back to. ``extra`` variables outside the model
+    (the lookahead average of :mod:`zoo.training.features`) are saved in it too and restored with it."""
 
-    def __init__(self, folder: Path):
+    EPOCH_ATTR = "zoo_epoch"
+    EXTRA_GROUP = "zoo_extra_state"  # ``extra`` variables (e.g. the lookahead average), in the same file
+
+    def __init__(self, folder: Path, extra: list[Any] | None = None):
         super().__init__()
         self.weights, self.meta = Path(folder) / "last.weights.h5", Path(folder) / "last.json"
+        self.extra = list(extra or [])
+
     def saved_epoch(self) -> int:
-        """Finished epochs recorded in the state (0 when there is none)."""
+        """Finished epochs recorded in the state (0 when there is none): the weights file's own
+        record, or ``last.json`` for a state written before the file carried one."""
+        if not self.weights.is_file():
+            return 0
+        try:
+            with h5py.File(self.weights, "r") as f:
+                if self.EPOCH_ATTR in f.attrs:
+                    return int(f.attrs[self.EPOCH_ATTR])
+        except OSError:
+            return 0
         try:
             return int(json.loads(self.meta.read_text())["epoch"])
         except (OSError, ValueError, KeyError):
@@ -126,12 +147,29 @@ class RunState(keras.callbacks.Callback):
     def restore(self, model: keras.Model) -> int:
         """Load the saved state into ``model`` (compiled, optimizer built) and return its epoch."""
         epoch = self.saved_epoch()
-        if epoch and self.weights.is_file():
+        if epoch:
             model.load_weights(self.weights)
-            return epoch
-        return 0
+            self._restore_extra()
+        return epoch
+
+    def _restore_extra(self) -> None:
+        if not self.extra:
+            return
+        with h5py.File(self.weights, "r") as f:
+            group = f.get(self.EXTRA_GROUP)
+            if group is None or len(group) != len(self.extra):
+                raise ValueError(f"{self.weights} holds {0 if group is None else len(group)} extra state "
+                                 f"variables; this run needs {len(self.extra)}")
+            for i, var in enumerate(self.extra):
+                var.assign(group[str(i)][()])
 
     def on_epoch_end(self, epoch, logs=None):
         with atomic_path(self.weights) as tmp:
             self.model.save_weights(tmp)
+            with h5py.File(tmp, "a") as f:
+                f.attrs[self.EPOCH_ATTR] = epoch + 1
+                if self.extra:
+                    group = f.create_group(self.EXTRA_GROUP)
+                    for i, var in enumerate(self.extra):
+                        group.create_dataset(str(i), data=keras.ops.convert_to_numpy(var))
         zreport.write_text(self.meta, json.dumps({"epoch": epoch + 1}))

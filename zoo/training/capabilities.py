@@ -17,9 +17,9 @@ from typing import Any
 import zoo.data as zdata
 from zoo.errors import did_you_mean
 from zoo.models import registry
-from zoo.training import distill
+from zoo.training import distill, features
 from zoo.training.model import from_logits, init_weights_path
-from zoo.training.recipe import SECTIONS, Recipe, RecipeError
+from zoo.training.recipe import SECTIONS, Recipe, RecipeError, lookahead_settings
 
 ENTRY_POINTS = ("train", "trial", "paper", "distributed")
 EVAL_AUGMENTATIONS = ("center_crop", "imagenet_crop")  # deterministic: the random ones apply in training only
@@ -49,6 +49,11 @@ REFUSALS: tuple[Refusal, ...] = (
               "train it with `zoo train`") for name in ("swa_start_epoch", "swa_every")),
     *(Refusal(f"train.{name}", ("distributed",), "the teachers are not replicated across workers: distil with "
               "`zoo train`") for name in ("teachers", "distill_weight", "distill_temperature", "distill_flip")),
+    Refusal("train.lookahead", ("distributed",),
+            "the lookahead average is kept on one process: train it with `zoo train`"),
+    *(Refusal(f"train.{name}", ("distributed",), "the whitening initialisation and its bias freeze run on one "
+              "process: train it with `zoo train`") for name in ("whitening_images", "whitening_eps",
+                                                                  "whitening_bias_epochs")),
     Refusal("output.runs_dir", _SEARCH,
             "each trial trains under the search's project directory: use --project-dir instead"),
     Refusal("output.name", _SEARCH,
@@ -100,6 +105,13 @@ def validate_recipe(recipe: Recipe) -> None:
     model name and build options (via the registry), the augmentation and normalisation names (via
     :mod:`zoo.data`), that ``train.init_weights`` and the teachers exist. Raises ``ZooError``s."""
     registry.resolve_plan(recipe.model.name, **recipe.model.options)
+    if features.uses_whitening(recipe):  # the one check that builds the network: only when asked for
+        features.check_whitening_model(recipe, registry.build_network(recipe.model.name, **recipe.model.options))
+        if recipe.train.whitening_eps != default_value("train.whitening_eps") and not recipe.train.whitening_images:
+            raise RecipeError("train.whitening_eps applies to the whitening initialisation: set "
+                              "train.whitening_images (e.g. 5000) or drop train.whitening_eps.")
+    if lookahead_settings(recipe) and recipe.train.steps_per_execution != 1:
+        raise RecipeError("train.lookahead averages between single steps: drop train.steps_per_execution (1).")
     if recipe.train.init_weights is not None:
         init_weights_path(recipe.train.init_weights)
     for spec in recipe.train.teachers:

@@ -36,6 +36,7 @@ import keras
 from keras import ops
 
 from zoo.errors import ZooError
+from zoo.weights import modelfile
 
 
 class DistillError(ZooError):
@@ -58,6 +59,7 @@ def check_teacher_spec(spec: str) -> None:
     if path is not None:
         if not path.is_file():
             raise DistillError(f"train.teachers: no model at {path}. {forms}")
+        modelfile.check_model_file(path, "train.teachers")  # truncated, or refused by safe mode
         return
     name, sep, weights = spec.partition(":")
     if not sep or not name or not weights:

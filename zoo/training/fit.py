@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 import keras
 
 import zoo.data as zdata
+from zoo import compat, runtime
 from zoo import report as zreport
-from zoo import runtime
 from zoo.errors import RunFailedError
-from zoo.training import capabilities, distributed
+from zoo.training import capabilities, distributed, features
 from zoo.training.callbacks import EpochStats, HistoryCSV, NanGuard, RunState, WeightsCheckpoint
 from zoo.training.device import apply_training_settings
 from zoo.training.inputs import Data, eval_dataset, load_data, pipeline
@@ -59,6 +59,7 @@ class Callbacks(NamedTuple):
     swa: WeightAveraging | None = None
 
 
+@compat.custom_gradients_released()  # each call's traced train steps are freed with its models
 def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run_dir: str | Path | None = None,
           overwrite: bool = False, *, entry: str = "train", strategy: Any = None) -> RunResult:
     """Train ``recipe`` (a path, a name in ``recipes/``, a dict or a :class:`Recipe`) with dotted
@@ -82,18 +83,20 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     base = run_dir_for(recipe, run_dir)
     resumable = check_run_dir(recipe, base, overwrite)  # a finished run is refused before data loads
     done = RunState(base / "checkpoints").saved_epoch() if resumable else 0
+    device = apply_training_settings(recipe, verbose=chief)  # before seeding: a calibration builds models
     runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)
-    device = apply_training_settings(recipe, verbose=chief)
     data = load_data(recipe, first_epoch=done)  # bad data is refused before the run directory is made
     place = place_run(recipe, run_dir, overwrite, strategy)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model, net = build_model(recipe, data.info, zdata.normalization_layer(recipe.data.normalization,
-                                                                                data.raw_train))
+        norm = zdata.normalization_layer(recipe.data.normalization, data.raw_train)
+        model, net = build_model(recipe, data.info, norm)
         extra = {"init_weights": load_init_weights(model, recipe.train.init_weights)}
+        inference = model
         model = with_teachers(model, recipe, data.info)
         compile_model(model, recipe, data.info.num_classes, data.steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
-    callbacks = make_callbacks(recipe, place, data)
+        feats = features.prepare(recipe, inference, net, norm, data.raw_train, data.steps_per_epoch, done > 0)
+    callbacks = make_callbacks(recipe, place, data, done, feats)
     initial = resume(model, callbacks.state, done)
     announce(recipe, place.run, data, strategy)
     loop = distributed.StepLoop(strategy, model, recipe, data) if distributed.needs_step_loop(strategy) else None
@@ -107,6 +110,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
         averaged = callbacks.swa.apply(model, images, data.steps_per_epoch)
     if strategy is not None:
         extra["distributed"] = distributed.distributed_facts(strategy, recipe.data.batch_size)
+    extra["features"] = feats.report(model)
     result = finish(recipe, place, data, model, net, status, callbacks, started, averaged, settings, extra)
     if loop is not None:
         loop.barrier()  # the other workers wait until the chief has written its report
@@ -128,18 +132,22 @@ def place_run(recipe: Recipe, run_dir: str | Path | None, overwrite: bool, strat
     return Placement(run, base / "checkpoints", False)
 
 
-def make_callbacks(recipe: Recipe, place: Placement, data: Data) -> Callbacks:
+def make_callbacks(recipe: Recipe, place: Placement, data: Data, done: int = 0,
+                   feats: features.Features | None = None) -> Callbacks:
     """Order matters at each epoch's end: the NaN guard first (raising skips the rest, so no
     broken weights are saved), then history, averages, best weights and the run state last, so
-    the state never claims an epoch that history.csv lacks."""
+    the state never claims an epoch that history.csv lacks. The best so far is that of the
+    ``done`` epochs the run state holds: a row of an epoch killed before its state was saved
+    may lack its best weights, and the epoch is trained again."""
     ckpt = place.run / "checkpoints"
-    history = zreport.read_history(place.run / "history.csv")
+    history = [r for r in zreport.read_history(place.run / "history.csv") if r.get("epoch", 0) <= done]
     monitor = "val_accuracy" if data.validation is not None else "accuracy"
     best = max((r[monitor] for r in history if isinstance(r.get(monitor), (int, float))), default=None)
-    guard, stats, state = NanGuard(), EpochStats(data.images_per_epoch), RunState(place.state)
+    feats = feats or features.Features()  # the recipe features' callbacks act before history; their state is saved
+    guard, stats, state = NanGuard(), EpochStats(data.images_per_epoch), RunState(place.state, feats.state)
     t = recipe.train
     swa = WeightAveraging(t.swa_start_epoch, ckpt / "swa.npz", t.swa_every) if t.swa_start_epoch else None
-    callbacks = [guard, stats, HistoryCSV(place.run / "history.csv"), *([swa] if swa else []),
+    callbacks = [guard, *feats.callbacks, stats, HistoryCSV(place.run / "history.csv"), *([swa] if swa else []),
                  WeightsCheckpoint(ckpt / "best.weights.h5", monitor, best), *([state] if place.chief else [])]
     if recipe.output.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(place.run / "tensorboard", write_graph=False, profile_batch=0))
@@ -221,7 +229,8 @@ def save_and_evaluate(run: Path, recipe: Recipe, data: Data, model: keras.Model)
         inference.save(tmp)
     evaluation = {}
     if data.validation is not None:
-        evaluation[HOLDOUT] = metrics_on(inference, recipe, data.validation, data.info.num_classes)
+        evaluation[HOLDOUT] = features.with_tta(metrics_on(inference, recipe, data.validation, data.info.num_classes),
+                                                inference, recipe, data.validation)
     if recipe.data.eval_split:
         evaluation[recipe.data.eval_split] = evaluate_split(inference, recipe, data.info.num_classes)
     return inference, evaluation
@@ -235,7 +244,7 @@ def evaluate_split(model: keras.Model, recipe: Recipe, num_classes: int) -> dict
     except (ValueError, OSError) as err:
         print(f"zoo.train: no {recipe.data.eval_split} evaluation: {err}", file=sys.stderr)
         return {"error": str(err)}
-    return metrics_on(model, recipe, ds, num_classes)
+    return features.with_tta(metrics_on(model, recipe, ds, num_classes), model, recipe, ds)
 
 
 def finish(recipe: Recipe, place: Placement, data: Data, model: keras.Model, net: keras.Model, status: str,
@@ -267,6 +276,7 @@ def finish(recipe: Recipe, place: Placement, data: Data, model: keras.Model, net
         **extra, "environment": runtime.environment(),
     }
     zreport.write_run_report(report, run)
-    print(f"zoo.train: {status}; final val accuracy {final.get('val_accuracy')}, report {run / 'report.md'}",
-          flush=True)
+    accuracy = final.get("val_accuracy")
+    shown = f"{100 * accuracy:.2f}%" if isinstance(accuracy, (int, float)) else "n/a (no validation split)"
+    print(f"zoo.train: {status}; final val accuracy {shown}, report {run / 'report.md'}", flush=True)
     return RunResult(run, status, zreport.read_json(run / "report.json"))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,16 +20,45 @@ class DataError(ZooError):
     """A data source that cannot be read as the recipe asks (missing, malformed, too small)."""
 
 
+# zoo.data.load's keyword arguments -> the recipe fields that set them, so a message's fix names
+# what a `zoo train` user types ("pass image_size=N" -> "pass data.image_size=N")
+RECIPE_FIELDS = {"image_size": "data.image_size", "validation": "data.validation", "limit": "data.limit",
+                 "split": "data.split"}
+_LOAD_ARGUMENT = re.compile(rf"(?<![\w.])({'|'.join(RECIPE_FIELDS)})=")
+_SKIPPED_WARNING = r"skipped \d+ corrupt or unreadable"  # zoo.data.folder's warning; said here once instead
+
+
+def recipe_terms(message: str) -> str:
+    """``message`` of :mod:`zoo.data` with its ``load()`` arguments named as recipe fields."""
+    return _LOAD_ARGUMENT.sub(lambda m: f"{RECIPE_FIELDS[m.group(1)]}=", message)
+
+
 @contextlib.contextmanager
 def data_errors(source: str) -> Iterator[None]:
     """Turn :mod:`zoo.data`'s errors (plain ``ValueError``/``OSError``: that package imports
-    nothing of the zoo) into a :class:`DataError` naming the source, at the one boundary."""
+    nothing of the zoo) into a one-line :class:`DataError` naming the source, at the one boundary."""
     try:
         yield
     except DataError:
         raise
     except (ValueError, OSError) as err:
-        raise DataError(f"data.source={source!r}: {err}") from err
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise DataError(f"data.source={source!r}: {recipe_terms(text)}") from err
+
+
+def load_source(source: str, **options: Any) -> Any:
+    """``zoo.data.load(source, **options)`` behind :func:`data_errors`; images skipped as
+    unreadable are said in one line of the run's log (the count is ``info.skipped_files``, which
+    report.json keeps)."""
+    with data_errors(source), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_SKIPPED_WARNING, category=UserWarning)
+        splits = zdata.load(source, **options)
+    skipped = splits.info.skipped
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"zoo.train: data.source={source!r}: skipped {len(skipped)} corrupt or unreadable image "
+              f"file(s): {shown}", flush=True)
+    return splits
 
 
 class Data(NamedTuple):
@@ -69,9 +100,8 @@ def load_splits(recipe: Recipe, split: str | None = None, validation: int | floa
                 limit: int | None = None) -> Any:
     """``zoo.data.load`` of the recipe's source (its split, validation and seed unless given)."""
     d = recipe.data
-    with data_errors(d.source):
-        return zdata.load(d.source, split=split or d.split, seed=d.seed, limit=limit or d.limit,
-                          validation=d.validation if validation is None else validation, **data_dirs(recipe))
+    return load_source(d.source, split=split or d.split, seed=d.seed, limit=limit or d.limit,
+                       validation=d.validation if validation is None else validation, **data_dirs(recipe))
 
 
 def check_trainable(recipe: Recipe, info: Any) -> None:
@@ -110,15 +140,13 @@ def eval_dataset(recipe: Recipe, source: str, split: str | None, limit: int | No
     d = recipe.data
     common = {"seed": d.seed, "limit": limit or d.limit, **data_dirs(recipe)}
     if split is None:
-        with data_errors(source):
-            splits = zdata.load(source, split=d.split, validation=d.validation, **common)
+        splits = load_source(source, split=d.split, validation=d.validation, **common)
         ds, count = splits.validation, splits.info.num_validation
         if ds is None:
             raise DataError(f"recipe {recipe.name!r} holds out no validation images (data.validation=0): "
                            "name a split to evaluate on (--split test).")
     else:
-        with data_errors(source):
-            splits = zdata.load(source, split=split, validation=0, **common)
+        splits = load_source(source, split=split, validation=0, **common)
         ds, count = splits.train, splits.info.num_train
     out = zdata.make_pipeline(ds, batch_size=batch_size or d.batch_size, training=False,
                               augment=tuple(d.eval_augment), image_size=d.image_size, seed=0, cache=False)

@@ -9,8 +9,10 @@ import keras
 
 from zoo.models import registry
 from zoo.training import distill
+from zoo.training.param_groups import batch_norm_biases, scaled_optimizer
 from zoo.training.recipe import Recipe, RecipeError
 from zoo.training.schedule import make_schedule
+from zoo.weights import modelfile
 
 
 def input_shape(recipe: Recipe, info: Any) -> tuple[int, int, int]:
@@ -44,7 +46,7 @@ def init_weights_path(init_weights: str | Path) -> Path:
         raise RecipeError(f"train.init_weights: no weights at {path}: give a finished run directory "
                           "(with model.weights.h5 or model.keras), a .weights.h5 or a .keras file of the "
                           "same recipe's model.")
-    return path
+    return modelfile.check_model_file(path, "train.init_weights")  # a truncated file is refused here too
 
 
 def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> str | None:
@@ -98,9 +100,27 @@ def loss_and_metrics(recipe: Recipe, num_classes: int, one_hot: bool, *, smoothi
     return loss, metrics
 
 
-def decayed_variables(model: keras.Model) -> list[Any]:
-    """The variables weight decay applies to: tensors of rank >= 2 (kernels)."""
-    return [v for v in model.trainable_variables if len(v.shape) >= 2]
+def decayed_variables(model: keras.Model, biases: bool = False) -> list[Any]:
+    """The variables weight decay applies to: tensors of rank >= 2 (kernels), or with ``biases``
+    (``optimizer.decay_biases``) every trainable variable."""
+    return [v for v in model.trainable_variables if biases or len(v.shape) >= 2]
+
+
+OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+
+
+def optimizer_class(recipe: Recipe, model: keras.Model) -> tuple[type, list[Any]]:
+    """``(Keras optimizer class, lr-scaled variables)``: with ``optimizer.bn_bias_lr_scale`` != 1, the
+    class of :func:`zoo.training.param_groups.scaled_optimizer` that scales the BatchNorm biases'
+    gradients (their coupled L2 decay, when they are decayed, added unscaled there)."""
+    o = recipe.optimizer
+    cls = OPTIMIZERS[o.name]
+    if o.bn_bias_lr_scale == 1:
+        return cls, []
+    biases = batch_norm_biases(model)
+    l2 = o.weight_decay if o.decay_mode == "l2" and o.decay_biases else 0.0
+    return scaled_optimizer(cls, {v.path: o.bn_bias_lr_scale for v in biases},
+                            {v.path: l2 for v in biases}), biases
 
 
 def make_optimizer(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -110,18 +130,24 @@ def make_optimizer(recipe: Recipe, model: keras.Model, steps_per_epoch: int) -> 
     decoupled = o.weight_decay if o.decay_mode == "decoupled" and o.weight_decay > 0 else None
     common = {"learning_rate": make_schedule(recipe, steps_per_epoch), "weight_decay": decoupled,
               "clipnorm": o.clipnorm}
+    cls, scaled = optimizer_class(recipe, model)
+    if scaled:  # the scaled subclass keeps the Keras optimizer's own name (reports name the optimizer)
+        common["name"] = o.name
     if o.name == "sgd":
-        opt = keras.optimizers.SGD(momentum=o.momentum, nesterov=o.nesterov, **common)
+        opt = cls(momentum=o.momentum, nesterov=o.nesterov, **common)
     else:
-        cls = keras.optimizers.AdamW if o.name == "adamw" else keras.optimizers.Adam
         common["weight_decay"] = decoupled or (0.0 if o.name == "adamw" else None)
         opt = cls(beta_1=o.beta_1, beta_2=o.beta_2, epsilon=o.epsilon, **common)
-    decayed = {id(v) for v in decayed_variables(model)}
+    opt.zoo_lr_scales = {v.path: o.bn_bias_lr_scale for v in scaled}  # what the report says took effect
+    decayed = decayed_variables(model, o.decay_biases)
     if decoupled:
-        opt.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if id(v) not in decayed])
+        ids = {id(v) for v in decayed}
+        opt.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if id(v) not in ids])
     elif o.weight_decay > 0:
-        for v in decayed_variables(model):
-            v.regularizer = keras.regularizers.L2(o.weight_decay / 2)  # gradient += weight_decay * w
+        unscaled = {id(v) for v in scaled}  # their decay is added by the scaled optimizer, not scaled with them
+        for v in decayed:
+            if id(v) not in unscaled:
+                v.regularizer = keras.regularizers.L2(o.weight_decay / 2)  # gradient += weight_decay * w
     return opt
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "find_recipe",
     "from_dict",
     "list_recipes",
+    "lookahead_settings",
     "load_recipe",
     "parse_override",
     "recipe_dirs",
@@ -321,7 +322,9 @@ def _check_values(r: Recipe) -> None:
          f"train.swa_start_epoch must be in [0, {r.train.epochs}] (0: no weight averaging)"),
         (r.schedule_epochs > 0, "schedule.epochs must be positive"),
         (0 <= r.schedule.warmup_epochs < r.schedule_epochs,
-         f"schedule.warmup_epochs must be in [0, {r.schedule_epochs}) (the schedule's length)"),
+         f"schedule.warmup_epochs={r.schedule.warmup_epochs:g} must be in [0, {r.schedule_epochs:g}), shorter than the "
+         f"schedule ({'schedule.epochs' if r.schedule.epochs else 'train.epochs'}={r.schedule_epochs:g}); pass a "
+         f"shorter schedule.warmup_epochs (e.g. schedule.warmup_epochs={r.schedule_epochs / 2:g}) or more epochs"),
         (0 < r.schedule.start_factor <= 1, "schedule.start_factor must be in (0, 1]"),
         (0 <= r.schedule.final_factor <= 1, "schedule.final_factor must be in [0, 1]"),
         (r.schedule.gamma > 0, "schedule.gamma must be positive"),
@@ -335,10 +338,41 @@ def _check_values(r: Recipe) -> None:
          all(m > 0 for m in r.schedule.milestones), "schedule.milestones must be increasing positive epochs"),
         (r.schedule.name == "step" or not r.schedule.milestones,
          f"schedule.milestones only apply to the step schedule, not {r.schedule.name!r}"),
+        (r.optimizer.bn_bias_lr_scale > 0, "optimizer.bn_bias_lr_scale must be positive"),
+        (r.train.whitening_images >= 0, "train.whitening_images must be >= 0 (0: no whitening initialisation)"),
+        (r.train.whitening_eps > 0, "train.whitening_eps must be positive"),
+        (0 <= r.train.whitening_bias_epochs <= r.train.epochs,
+         f"train.whitening_bias_epochs must be in [0, {r.train.epochs}] (0: the bias is never frozen)"),
     ]
     for ok, message in rules:
         if not ok:
             raise RecipeError(f"recipe {r.name!r}: {message}.")
+    lookahead_settings(r)
+
+
+LOOKAHEAD_DEFAULTS = {"every": 5, "base": 0.95 ** 5, "power": 3.0}  # airbench94 (Jordan 2024 §3.6)
+
+
+def lookahead_settings(recipe: Recipe) -> dict[str, Any] | None:
+    """``train.lookahead`` with its defaults filled in (``None``: off); raises :class:`RecipeError`
+    on an unknown key or an impossible value."""
+    given = recipe.train.lookahead
+    if given is None:
+        return None
+    unknown = sorted(set(given) - set(LOOKAHEAD_DEFAULTS))
+    if unknown:
+        raise RecipeError(f"train.lookahead: unknown key(s) {', '.join(map(str, unknown))}; valid: every, base, power "
+                          f"(e.g. {{every: 5, base: 0.774, power: 3}}).")
+    out = {**LOOKAHEAD_DEFAULTS, **given}
+    every, base, power = out["every"], out["base"], out["power"]
+    if not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+        raise RecipeError(f"train.lookahead.every={every!r} must be a whole number of steps >= 1.")
+    for key, value in (("base", base), ("power", power)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"train.lookahead.{key}={value!r} must be a number.")
+    if not (0 <= base < 1 and power >= 0):
+        raise RecipeError(f"train.lookahead: base={base!r} must be in [0, 1) and power={power!r} >= 0.")
+    return {"every": every, "base": float(base), "power": float(power)}
 
 
 # ------------------------------------------------------------------------------------- resolving

@@ -73,10 +73,10 @@ def model_facts(recipe: Recipe, inference: keras.Model, net: keras.Model) -> dic
 
 
 def data_facts(info: Any) -> dict[str, Any]:
-    """The dataset's name, classes and split sizes."""
+    """The dataset's name, classes, split sizes and how many image files were skipped as unreadable."""
     return {"name": info.name, "num_classes": info.num_classes, "num_train": info.num_train,
             "num_validation": info.num_validation, "image_shape": list(info.image_shape),
-            "class_names": list(info.class_names)}
+            "class_names": list(info.class_names), "skipped_files": info.skipped_files}
 
 
 def summaries(history: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -5,16 +5,19 @@ A run directory (``runs/<recipe>-<model>/`` unless given) holds::
     recipe.yaml          the resolved recipe (every field; what a resume is checked against)
     history.csv          one row per finished epoch (epoch counted from 1)
     tensorboard/         TensorBoard logs
-    checkpoints/         state.weights.h5 + state.json (what a killed run resumes from),
-                         best.weights.h5 (best val accuracy), last.weights.h5 (last good epoch),
+    checkpoints/         last.weights.h5 (the run state a killed run resumes from, and the last
+                         good epoch a NaN falls back to; its epoch inside it, copied to last.json),
+                         best.weights.h5 (best val accuracy),
                          swa.npz (the running weight average, with ``train.swa_start_epoch``)
     model.weights.h5     final weights of the inference model (the average, with SWA)
     model.keras          the inference model: raw 0..255 RGB -> normalisation -> zoo model -> logits
     report.json / report.md / curves.png
     workers/worker-<i>/  the other workers' own files, in a multi-worker run
 
-Running the same recipe into it again continues after the last finished epoch; a finished run
-directory is never overwritten unless asked to.
+Running the same recipe into it again continues after the last finished epoch (a run killed
+after its last epoch trains nothing and writes the final model and reports again), first deleting
+the temporary files a killed writer left; ``report.json``, written last, marks a finished run, and
+a finished run directory is never overwritten unless asked to.
 """
 from __future__ import annotations
 
@@ -87,11 +90,13 @@ def check_run_dir(recipe: Recipe, path: Path, overwrite: bool = False) -> bool:
 
 
 def prepare_run_dir(recipe: Recipe, run_dir: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Create (or reopen for resuming) the run directory and save ``recipe.yaml``; see
-    :func:`check_run_dir` for what is refused."""
+    """Create (or reopen for resuming) the run directory, delete the temporary files a killed
+    run left there and save ``recipe.yaml``; see :func:`check_run_dir` for what is refused."""
     path = run_dir_for(recipe, run_dir)
     if not check_run_dir(recipe, path, overwrite):
         clear_run_dir(path)
+    for folder in (path, path / "checkpoints"):
+        zreport.remove_stray_temps(folder)
     path.mkdir(parents=True, exist_ok=True)
     zreport.write_text(path / "recipe.yaml", dump(recipe))
     return path

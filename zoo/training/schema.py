@@ -13,7 +13,15 @@ Weight decay
     ``loss``/``val_loss`` therefore include the penalty; the final evaluation in the report does
     not. ``decoupled`` (the default and only choice for ``adamw``) uses the Keras optimizer's
     ``weight_decay`` (Loshchilov & Hutter 2019: ``w -= lr * weight_decay * w``), again on
-    rank >= 2 tensors only.
+    rank >= 2 tensors only. ``optimizer.decay_biases: true`` decays every trainable tensor
+    instead (biases and BatchNorm offsets too), as airbench does (Jordan 2024, arXiv 2404.00498:
+    the authors' PyTorch ``SGD(weight_decay=...)`` param groups hold every trained parameter).
+
+Airbench's recipe features (Jordan 2024), each usable by any model:
+    ``optimizer.bn_bias_lr_scale`` (§3.3, BatchNorm biases at 64x the rate), ``train.lookahead``
+    (§3.6), ``train.whitening_images``/``whitening_eps``/``whitening_bias_epochs`` (§3.2: a model
+    with a :class:`zoo.layers.whitening.PatchWhitening` layer), ``data.augment: alternating_flip``
+    (§3.5) and ``translate2``, ``data.eval_tta`` (§3.7).
 """
 from __future__ import annotations
 
@@ -44,6 +52,15 @@ class DataSection:
     ``validation`` is a count of held-out training images (int, e.g. 5000 for CIFAR's 45k/5k
     split, He et al. 2016 §4.2) or a fraction (float < 1); 0 trains on everything.
     ``eval_split`` is evaluated once after training (e.g. ``test``) when the source has it.
+    ``augment`` names :data:`zoo.data.AUGMENTATIONS`: ``alternating_flip`` is airbench's
+    derandomised flip (Jordan 2024 §3.5: image ``i`` is mirrored in epoch ``e`` iff ``b_i XOR (e
+    odd)``, ``b_i`` a fixed random bit of the image, so every image is seen both ways every two
+    epochs); ``translate2`` a random shift of up to 2 pixels each way with reflection padding
+    (the authors' ``hyp['aug']['translate'] = 2``; ``crop_pad4`` is He et al.'s 4-pixel zero padding).
+    ``eval_tta``: the final evaluation also reports the accuracy under test-time augmentation
+    (:mod:`zoo.training.tta`, airbench §3.7): ``mirror`` averages the image's and its mirror's
+    logits, ``mirror_translate`` adds the one-pixel translations (six views); ``none`` (default)
+    evaluates the image alone.
     """
 
     source: str = "embedded"
@@ -61,6 +78,7 @@ class DataSection:
     cache: bool = True
     shuffle_buffer: int = 10000
     eval_split: str | None = None
+    eval_tta: Literal["none", "mirror", "mirror_translate"] = "none"
 
 
 @dataclass
@@ -68,6 +86,9 @@ class OptimizerSection:
     """Optimizer and weight decay; see the module docstring for ``weight_decay_mode``.
 
     ``weight_decay_mode`` of ``None`` means ``l2`` for sgd/adam and ``decoupled`` for adamw.
+    ``bn_bias_lr_scale``: BatchNorm biases (offsets) train at this multiple of the learning rate,
+    their weight decay unscaled (Jordan 2024 §3.3: 64; :mod:`zoo.training.param_groups`).
+    ``decay_biases``: weight decay on every trainable tensor, not only those of rank >= 2.
     """
 
     name: Literal["sgd", "adam", "adamw"] = "sgd"
@@ -80,6 +101,8 @@ class OptimizerSection:
     beta_2: float = 0.999
     epsilon: float = 1e-7
     clipnorm: float | None = None
+    bn_bias_lr_scale: float = 1.0
+    decay_biases: bool = False
 
     @property
     def decay_mode(self) -> str:
@@ -127,8 +150,8 @@ class TrainSection:
     checkpoint and reports status ``nan``; ``raise`` does the same and then raises.
     ``deterministic`` enables TensorFlow op determinism (bit-identical reruns on one machine).
     ``jit_compile`` is off by default (XLA was slower on the CPUs measured: results/benchmarks/RUN.md).
-    ``precision``: ``auto`` takes the device's choice (:func:`zoo.training.device.choose_settings`: float32
-    on CPU, mixed_float16 on GPU), or a Keras dtype policy to force one.
+    ``precision``: ``auto`` takes the device policy's decision for this machine and model (a short
+    calibration, cached: :func:`zoo.training.device.resolve_policy`), or a Keras dtype policy to force one.
     ``progress``: ``auto`` draws a progress bar on a terminal and one line per epoch otherwise.
     ``init_weights``: start from these weights instead of a random initialisation (a run directory
     or its ``model.weights.h5``, the same model and normalisation): a warm restart in the sense of
@@ -146,6 +169,16 @@ class TrainSection:
     they get (the labels get the rest), ``distill_temperature`` the softening ``T``;
     ``distill_flip`` also shows the teachers each image's horizontal mirror and averages the two
     views (a better target at twice the teachers' cost).
+    ``lookahead``: lookahead weight averaging (Jordan 2024 §3.6, after Zhang et al. 2019;
+    :mod:`zoo.training.lookahead`): ``{every: 5, base: 0.774, power: 3}`` moves a running average
+    towards the weights every ``every`` steps with decay ``base * (step / total) ** power`` and sets
+    the weights to it; the final weights are the average. ``null`` (default): off.
+    ``whitening_images``: initialise the model's :class:`~zoo.layers.whitening.PatchWhitening`
+    layer from the patch covariance of the first this many training images, normalised as the
+    model sees them, with ``whitening_eps`` added to the eigenvalues (Jordan 2024 §3.2: 5000
+    images, eps 5e-4); ``0`` (default) keeps its initialisation. ``whitening_bias_epochs``: the
+    whitening layer's bias trains for the first this many epochs only, then is frozen (airbench:
+    3); ``0`` (default) never freezes it.
     """
 
     epochs: int = 10
@@ -165,6 +198,10 @@ class TrainSection:
     distill_weight: float = 0.9
     distill_temperature: float = 4.0
     distill_flip: bool = False
+    lookahead: dict[str, Any] | None = None
+    whitening_images: int = 0
+    whitening_eps: float = 5e-4
+    whitening_bias_epochs: int = 0
 
 
 @dataclass

@@ -5,6 +5,7 @@
 >>> model = load_weights("resnet20", "cifar10", include_preprocessing=True)   # raw 0..255 RGB in, logits out
 >>> from zoo.weights.convert import convert      # also zoo.weights.convert_weights
 >>> convert("torchvision", "resnet50", "resnet50-0676ba61.pth", "resnet50-imagenet.weights.h5")
+>>> vgg = load_weights("vgg16", "imagenet", features_only=True, out_indices=(0,))   # downloaded on first use
 
 The package by concern (imports point down the list; the model registry is below all of them):
 
@@ -13,6 +14,11 @@ The package by concern (imports point down the list; the model registry is below
 - :mod:`~zoo.weights.entries`: the manifest as data: ``WeightsEntry``, reading, listing, writing;
 - :mod:`~zoo.weights.preprocess`: the normalisation layers of converted weights, manifest records;
 - :mod:`~zoo.weights.h5`, :mod:`~zoo.weights.runs`: strict ``.weights.h5`` loading; run directories;
+- :mod:`~zoo.weights.imagenet`: the upstream ImageNet weights (torchvision, keras.applications, the
+  FishNet authors) as data, with the publishers' URLs, hashes and figures;
+- :mod:`~zoo.weights.upstream`: their first-use download, hash check and conversion into the cache,
+  and ``add_checkpoint`` for files downloaded by hand; :mod:`~zoo.weights.finetune`: their weights in
+  networks of other options (a fresh classifier for another ``num_classes``);
 - :mod:`~zoo.weights.loading`: what ``weights=`` names, and loading (the hook behind ``zoo.build``);
 - :mod:`~zoo.weights.publishing`: publishing runs and files (``publish``, ``publish_file``; the module
   is not called ``publish``, which would shadow the function here);
@@ -33,6 +39,8 @@ _MODULES = {
     "zoo.weights.entries": ("list_weights", "get_weights", "weights_table", "read_manifest", "manifest_paths",
                             "WeightsEntry"),
     "zoo.weights.store": ("fetch", "cache_dir", "sha256_file"),
+    "zoo.weights.imagenet": ("list_upstream", "get_upstream", "Upstream"),
+    "zoo.weights.upstream": ("add_checkpoint", "materialize"),
     "zoo.weights.publishing": ("publish", "publish_file"),
     "zoo.weights.runs": ("run_facts", "run_preprocessing_layer"),
     "zoo.weights.errors": ("WeightsError", "ChecksumError", "WeightsNotFound", "DownloadError"),

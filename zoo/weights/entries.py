@@ -306,6 +306,7 @@ def _replace_in_manifest(path: Path, entry: WeightsEntry, overwrite: bool) -> We
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, sort_keys=False)
             fh.write("\n")
+        store.make_readable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

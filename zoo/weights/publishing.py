@@ -97,6 +97,7 @@ def _stage(path: Path, name: str, tag: str, build: Mapping[str, Any], prep: Mapp
                 staged.unlink(missing_ok=True)
         sha = store.sha256_file(tmp)
         final = target_dir / store.cache_name(name, tag, sha)
+        store.make_readable(tmp)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

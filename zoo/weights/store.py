@@ -11,10 +11,17 @@ every file is hashed again before each use.
 
 ``keras.utils.get_file`` is not used: it writes to the final path directly and keeps a file that
 fails its hash check, which is what this module exists to avoid.
+
+A published hash is 64 hex digits (a sha256) or ``"<algorithm>:<hex>"``, whose hex may be a prefix:
+torchvision publishes the first 8 digits of a file's sha256 in its name (``resnet18-f37072fd.pth``,
+checked as ``torch.hub`` does), keras.applications an md5 (``file_hash``) — see :func:`parse_hash`.
+Files written here get the mode a plain ``open`` would give (0666 less the umask), not
+``mkstemp``'s 0600.
 """
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -31,6 +38,7 @@ from zoo.weights.errors import ChecksumError, DownloadError, WeightsError, Weigh
 CHUNK = 1 << 20
 OFFLINE_ENV = "ZOO_OFFLINE"
 STALE_PART_SECONDS = 24 * 3600
+HEX = frozenset("0123456789abcdef")
 
 
 def is_offline(offline: bool | None = None) -> bool:
@@ -68,12 +76,61 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def parse_hash(published: str) -> tuple[str, str]:
+    """``(algorithm, hex digits)`` of a published hash: 64 hex digits are a sha256; else
+    ``"<algorithm>:<hex>"`` (``"sha256:f37072fd"``: a prefix, ``"md5:<32 hex>"``)."""
+    text = published.strip().lower()
+    algorithm, sep, digits = text.partition(":")
+    if not sep:
+        algorithm, digits = "sha256", text
+    if algorithm not in hashlib.algorithms_guaranteed or not digits or any(c not in HEX for c in digits):
+        raise WeightsError(f"published hash {published!r}: expected 64 hex digits or '<algorithm>:<hex>' "
+                           f"(e.g. 'sha256:f37072fd', 'md5:64373286793e3c8b2b4e3219cbf3544b').")
+    return algorithm, digits
+
+
+def hash_matches(digests: dict[str, str], published: str) -> bool:
+    """Whether the full hex ``digests`` (by algorithm) match ``published`` (a prefix is enough)."""
+    algorithm, digits = parse_hash(published)
+    return digests[algorithm].startswith(digits)
+
+
+def file_digests(path: str | Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """The hex digests of a file for each of ``algorithms``, read once."""
+    hashers = {a: hashlib.new(a) for a in dict.fromkeys(algorithms)}
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            for h in hashers.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
 def verify(path: str | Path, sha256: str, *, what: str = "weights file") -> None:
-    """Raise :class:`ChecksumError` unless ``path`` hashes to ``sha256``."""
-    actual = sha256_file(path)
-    if actual != sha256.lower():
-        raise ChecksumError(f"{what} {path} has sha256 {actual}, but {sha256.lower()} is published: the file is "
+    """Raise :class:`ChecksumError` unless ``path`` hashes to ``sha256`` (or to a published hash of
+    :func:`parse_hash`'s forms)."""
+    algorithm, digits = parse_hash(sha256)
+    actual = file_digests(path, (algorithm,))[algorithm]
+    if not actual.startswith(digits):
+        raise ChecksumError(f"{what} {path} has {algorithm} {actual}, but {digits} is published: the file is "
                             f"corrupted or not the published one.")
+
+
+def current_umask() -> int:
+    """The process umask (read from /proc where it can be, so that it is never changed, even briefly)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_readable(path: str | Path) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the mode a plain ``open`` would: 0666 less the umask."""
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 def _clean_stale_parts(folder: Path) -> None:
@@ -91,10 +148,12 @@ def download(url: str, dest: str | Path, sha256: str, *, timeout: float = 60.0,
              progress: Callable[[int, int | None], None] | None = None) -> Path:
     """Download ``url`` to ``dest`` through a temporary file in the same directory.
 
-    The file is renamed onto ``dest`` only after its sha256 matched; on any failure (HTTP error,
-    truncated transfer, wrong hash, interruption) the temporary file is removed and ``dest`` is not
-    touched. ``file://`` URLs work (tests, mirrors on shared disks).
+    The file is renamed onto ``dest`` only after its hash matched ``sha256`` (64 hex digits, or a
+    published hash of :func:`parse_hash`'s forms); on any failure (HTTP error, truncated transfer,
+    wrong hash, interruption) the temporary file is removed and ``dest`` is not touched. ``file://``
+    URLs work (tests, mirrors on shared disks). ``progress(received, total or None)`` is called per block.
     """
+    algorithm, digits = parse_hash(sha256)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_parts(dest.parent)
@@ -104,7 +163,7 @@ def download(url: str, dest: str | Path, sha256: str, *, timeout: float = 60.0,
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        digest, received = hashlib.sha256(), 0
+        digest, received = hashlib.new(algorithm), 0
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "zoo-weights"})
             with urllib.request.urlopen(request, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
@@ -122,17 +181,19 @@ def download(url: str, dest: str | Path, sha256: str, *, timeout: float = 60.0,
         except urllib.error.HTTPError as err:
             raise DownloadError(f"downloading {url} failed (HTTP {err.code} {err.reason}); nothing was written to "
                                 f"{dest}.") from None
-        except (urllib.error.URLError, OSError, ValueError) as err:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
             reason = getattr(err, "reason", None) or err
+            if isinstance(err, http.client.IncompleteRead):  # the connection closed before Content-Length
+                reason = f"the transfer stopped after {received} bytes of {expected}; the partial file was deleted"
             raise DownloadError(f"downloading {url} failed ({reason}); nothing was written to {dest}.") from None
         if expected is not None and received != expected:
             raise DownloadError(f"downloading {url} stopped after {received} of {expected} bytes; the partial "
                                 f"file was deleted.")
         actual = digest.hexdigest()
-        if actual != sha256.lower():
-            raise ChecksumError(f"the file downloaded from {url} has sha256 {actual}, but {sha256.lower()} is "
-                                f"published; it was deleted. The URL serves another file, or the manifest entry "
-                                f"is wrong.")
+        if not actual.startswith(digits):
+            raise ChecksumError(f"the file downloaded from {url} has {algorithm} {actual}, but {digits} is "
+                                f"published; it was deleted. The URL serves another file, or the entry is wrong.")
+        make_readable(tmp)
         os.replace(tmp, dest)
         return dest
     finally:
@@ -156,6 +217,7 @@ def join_shards(entry: Any, dest: Path) -> Path:
                 with open(path, "rb") as src:
                     shutil.copyfileobj(src, out, 2**20)
         verify(tmp, entry.sha256, what=f"the joined shards of {entry.key}")
+        make_readable(tmp)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from zoo.errors import unknown
 from zoo.models.registry import with_preprocessing
+from zoo.weights import store
 from zoo.weights.convert.common import Conversion, ConversionError
 from zoo.weights.preprocess import PRESETS, layer_from_spec, serialize, spec_for
 
@@ -72,6 +73,7 @@ def save_converted(conversion: Conversion, out_path: str | os.PathLike, preproce
     os.close(fd)
     try:
         wrapped.save_weights(tmp)
+        store.make_readable(tmp)  # mkstemp's 0600 would leave the file unreadable to others
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -79,8 +81,22 @@ def save_converted(conversion: Conversion, out_path: str | os.PathLike, preproce
     build = {k: list(v) if isinstance(v, tuple) else v for k, v in conversion.build.items()}
     sidecar = {"name": model_name, "build": build, "preprocessing": record, "source": conversion.source,
                "dropped": sorted(conversion.dropped)}
-    Path(f"{out}.json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    write_json_atomically(Path(f"{out}.json"), sidecar)
     return out
+
+
+def write_json_atomically(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON at ``path``: a temporary file beside it, renamed (readable mode)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
+        store.make_readable(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 __all__ = ["convert", "save_converted", "source_module", "SOURCES", "Conversion", "ConversionError"]

@@ -206,6 +206,24 @@ def import_torch():
     return torch
 
 
+def torch_load_error(path: Path, err: BaseException) -> ConversionError:
+    """``torch.load``'s error on ``path`` as one line that names the problem and the fix (torch's own
+    are empty for an empty file, or paragraphs)."""
+    if path.is_file() and path.stat().st_size == 0:
+        return ConversionError(f"{path} is empty (0 bytes): its download or copy did not finish; fetch the "
+                               f"checkpoint again.")
+    text = " ".join(str(err).split())
+    if isinstance(err, EOFError):
+        reason = "the file ends too soon: it is truncated"
+    elif "Weights only load failed" in text:
+        detail = text.partition("WeightsUnpickler error:")[2].split(" Check the documentation")[0].strip()
+        reason = f"it holds objects besides tensors and plain containers, which weights-only loading refuses: {detail}"
+    else:
+        reason = text.split(". ")[0] or type(err).__name__
+    return ConversionError(f"cannot read {path} as a weights-only PyTorch checkpoint ({reason[:300]}); fetch it "
+                           f"again, or save its tensors alone: torch.save(model.state_dict(), path).")
+
+
 def load_state_dict(src: Any) -> dict[str, np.ndarray]:
     """A flat ``{key: numpy array}`` from a ``.pth`` path, a ``torch.nn.Module`` or a state dict.
 
@@ -221,7 +239,7 @@ def load_state_dict(src: Any) -> dict[str, np.ndarray]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
-            raise ConversionError(f"cannot read {path} as a weights-only PyTorch checkpoint: {err}") from None
+            raise torch_load_error(path, err) from None
     elif hasattr(src, "state_dict") and callable(src.state_dict):
         obj = src.state_dict()
     else:

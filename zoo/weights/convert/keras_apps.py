@@ -20,6 +20,7 @@ import numpy as np
 from keras import layers
 
 from zoo.models import registry
+from zoo.weights import modelfile
 from zoo.weights.convert.common import Assigner, Conversion, ConversionError
 
 PREPROCESSING = "caffe"
@@ -44,7 +45,12 @@ def source_model(model_name: str, src: Any, input_shape=None):
     if not path.exists():
         raise ConversionError(f"no Keras weights file at {path}.")
     if path.name.endswith(".keras"):
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        modelfile.check_keras_archive(path)
+        try:
+            return keras.saving.load_model(path, safe_mode=True, compile=False)
+        except (ValueError, OSError, TypeError) as err:
+            raise modelfile.keras_load_error(err, path) from None
+    modelfile.check_h5(path)
     app = getattr(keras.applications, APPLICATIONS[model_name])
     top = _has_top_h5(path)
     model = app(weights=None, include_top=top, input_shape=None if top else input_shape, classifier_activation=None)

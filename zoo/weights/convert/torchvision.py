@@ -127,10 +127,56 @@ def _vgg(a: Assigner, state) -> None:
 CONVERTERS = {"resnet": _resnet, "squeezenet": _squeezenet, "vgg": _vgg}
 
 
+# ------------------------------------------------------------ which variant a checkpoint is
+def _shape_of(family: str, state) -> Any:
+    """What fixes a checkpoint's variant: ResNet (block, blocks per stage), SqueezeNet conv1's (kernel,
+    filters), VGG its number of convolutions; ``None`` where the keys do not say."""
+    if family == "resnet":
+        blocks = tuple(len(_indices(state, rf"layer{i}\.(\d+)\.")) for i in (1, 2, 3, 4))
+        block = "bottleneck" if "layer1.0.conv3.weight" in state else "basic"
+        return (block, blocks) if all(blocks) else None
+    if family == "squeezenet":
+        w = state.get("features.0.weight")
+        return None if w is None or np.ndim(w) != 4 else (int(w.shape[2]), int(w.shape[0]))
+    if any(k.startswith("features.") and k.endswith("running_mean") for k in state):
+        return None  # a vgg*_bn: _vgg says so
+    return sum(np.ndim(state[f"features.{i}.weight"]) == 4 for i in _indices(state, r"features\.(\d+)\.weight")) or None
+
+
+def _config_shape(family: str, config) -> Any:
+    if family == "resnet":
+        return (config.block, tuple(config.layers)) if config.kind == "imagenet" else None
+    return tuple(config.conv1) if family == "squeezenet" else sum(config.convs)
+
+
+def _describe(family: str, shape: Any) -> str:
+    if family == "resnet":
+        return f"{shape[0]} blocks {'-'.join(map(str, shape[1]))}"
+    return f"conv1 {shape[0]}x{shape[0]} with {shape[1]} filters" if family == "squeezenet" else f"{shape} convolutions"
+
+
+def check_variant(model_name: str, family: str, state) -> None:
+    """Refuse a checkpoint of another depth or version in one line that names the variant it looks like
+    (instead of listing every missing and unused key)."""
+    seen = _shape_of(family, state)
+    wanted = _config_shape(family, registry.get_entry(model_name).config)
+    if seen is None or seen == wanted:
+        return
+    like = [n for n in registry.list_models(family=family) if not registry.get_entry(n).defaults
+            and _config_shape(family, registry.get_entry(n).config) == seen]
+    guess = f"it looks like {like[0]}" if like else "no zoo model has its layout"
+    raise ConversionError(f"cannot convert this torchvision checkpoint into {model_name}: {guess} "
+                          f"({_describe(family, seen)}; {model_name} has "
+                          f"{'another layout' if wanted is None else _describe(family, wanted)}), so its "
+                          f"weights would be missing or not used. "
+                          + (f"Convert it into {like[0]}." if like else "Check which network the file holds."))
+
+
 def convert(model_name: str, src: Any, **options: Any) -> Conversion:
     """The zoo model ``model_name`` with the weights of a torchvision checkpoint (path, module or state dict)."""
     family = _family(model_name)
     state = load_state_dict(src)
+    check_variant(model_name, family, state)
     options = target_options(model_name, state, options)
     model = registry.build(model_name, **options)
     check_bn_epsilon(model, TORCH_BN_EPSILON, "PyTorch")
