@@ -83,10 +83,10 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
     base = run_dir_for(recipe, run_dir)
     resumable = check_run_dir(recipe, base, overwrite)  # a finished run is refused before data loads
     done = RunState(base / "checkpoints").saved_epoch() if resumable else 0
-    device = apply_training_settings(recipe, verbose=chief)  # before seeding: a calibration builds models
-    runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)
-    data = load_data(recipe, first_epoch=done)  # bad data is refused before the run directory is made
-    place = place_run(recipe, run_dir, overwrite, strategy)
+    runtime.seed_everything(recipe.train.seed, deterministic=False)  # op determinism (process-wide) once data is good
+    data = load_data(recipe, first_epoch=done)  # bad data is refused before any calibration or run directory
+    device = apply_training_settings(recipe, verbose=chief)
+    runtime.seed_everything(recipe.train.seed, recipe.train.deterministic)  # again: a calibration builds models
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         norm = zdata.normalization_layer(recipe.data.normalization, data.raw_train)
         model, net = build_model(recipe, data.info, norm)
@@ -96,6 +96,7 @@ def train(recipe: str | Path | Recipe | dict, overrides: Sequence[str] = (), run
         compile_model(model, recipe, data.info.num_classes, data.steps_per_epoch)
         model.optimizer.build(model.trainable_variables)
         feats = features.prepare(recipe, inference, net, norm, data.raw_train, data.steps_per_epoch, done > 0)
+    place = place_run(recipe, run_dir, overwrite, strategy)  # after the model, its warm start and teachers load
     callbacks = make_callbacks(recipe, place, data, done, feats)
     initial = resume(model, callbacks.state, done)
     announce(recipe, place.run, data, strategy)

@@ -2,6 +2,8 @@
 distilled, and compiled with the recipe's optimizer, schedule, weight decay, loss and metrics."""
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,9 @@ def load_init_weights(model: keras.Model, init_weights: str | Path | None) -> st
         return None
     path = init_weights_path(init_weights)
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # Keras warns per layer it skips; a mismatch is reported below, once
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(path)
     except (ValueError, OSError) as e:
         first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__  # Keras appends whole tensors
         raise RecipeError(f"train.init_weights: {path} does not fit {model.name} ({first}). Warm starts need "
