@@ -244,3 +244,51 @@ class Recipe:
     def schedule_epochs(self) -> float:
         """The schedule's length in epochs."""
         return self.schedule.epochs if self.schedule.epochs is not None else self.train.epochs
+
+
+def check_values(r: "Recipe") -> None:
+    """Range checks the types cannot express (raises :class:`RecipeError`)."""
+    rules = [
+        (r.data.batch_size >= 1, "data.batch_size must be at least 1"),
+        (r.data.validation >= 0 and (isinstance(r.data.validation, int) or r.data.validation < 1),
+         "data.validation must be a count (int >= 0) or a fraction in [0, 1)"),
+        (r.data.limit is None or r.data.limit >= 1, "data.limit must be at least 1"),
+        (r.data.image_size is None or r.data.image_size >= 1, "data.image_size must be positive"),
+        (r.optimizer.lr > 0, "optimizer.lr must be positive"),
+        (0 <= r.optimizer.momentum < 1, "optimizer.momentum must be in [0, 1)"),
+        (r.optimizer.weight_decay >= 0, "optimizer.weight_decay must be >= 0"),
+        (not (r.optimizer.name == "adamw" and r.optimizer.weight_decay_mode == "l2"),
+         "optimizer adamw is Adam with decoupled weight decay; use name: adam for L2 weight decay"),
+        (r.train.epochs >= 1, "train.epochs must be at least 1"),
+        (0 <= r.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+        (r.train.steps_per_epoch is None or r.train.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1"),
+        (r.train.steps_per_execution >= 1, "train.steps_per_execution must be >= 1"),
+        (0 <= r.train.swa_start_epoch <= r.train.epochs,
+         f"train.swa_start_epoch must be in [0, {r.train.epochs}] (0: no weight averaging)"),
+        (r.schedule_epochs > 0, "schedule.epochs must be positive"),
+        (0 <= r.schedule.warmup_epochs < r.schedule_epochs,
+         f"schedule.warmup_epochs={r.schedule.warmup_epochs:g} must be in [0, {r.schedule_epochs:g}), shorter than the "
+         f"schedule ({'schedule.epochs' if r.schedule.epochs else 'train.epochs'}={r.schedule_epochs:g}); pass a "
+         f"shorter schedule.warmup_epochs (e.g. schedule.warmup_epochs={r.schedule_epochs / 2:g}) or more epochs"),
+        (0 < r.schedule.start_factor <= 1, "schedule.start_factor must be in (0, 1]"),
+        (0 <= r.schedule.final_factor <= 1, "schedule.final_factor must be in [0, 1]"),
+        (r.schedule.gamma > 0, "schedule.gamma must be positive"),
+        (r.schedule.cycles >= 1, "schedule.cycles must be at least 1"),
+        (r.train.swa_every >= 1, "train.swa_every must be at least 1"),
+        (0 <= r.train.distill_weight <= 1, "train.distill_weight must be in [0, 1]"),
+        (r.train.distill_temperature > 0, "train.distill_temperature must be positive"),
+        (r.train.teachers or not r.train.distill_flip,
+         "train.distill_flip mirrors the teachers' views, and train.teachers names none: add teachers or drop it"),
+        (list(r.schedule.milestones) == sorted(set(r.schedule.milestones)) and
+         all(m > 0 for m in r.schedule.milestones), "schedule.milestones must be increasing positive epochs"),
+        (r.schedule.name == "step" or not r.schedule.milestones,
+         f"schedule.milestones only apply to the step schedule, not {r.schedule.name!r}"),
+        (r.optimizer.bn_bias_lr_scale > 0, "optimizer.bn_bias_lr_scale must be positive"),
+        (r.train.whitening_images >= 0, "train.whitening_images must be >= 0 (0: no whitening initialisation)"),
+        (r.train.whitening_eps > 0, "train.whitening_eps must be positive"),
+        (0 <= r.train.whitening_bias_epochs <= r.train.epochs,
+         f"train.whitening_bias_epochs must be in [0, {r.train.epochs}] (0: the bias is never frozen)"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise RecipeError(f"recipe {r.name!r}: {message}.")
